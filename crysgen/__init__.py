@@ -1,0 +1,3 @@
+"""scoregen.crysgen."""
+
+__version__ = "0.1.0"

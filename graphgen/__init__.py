@@ -1,0 +1,3 @@
+"""scoregen.graphgen."""
+
+__version__ = "0.1.0"

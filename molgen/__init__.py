@@ -1,0 +1,3 @@
+"""scoregen.molgen."""
+
+__version__ = "0.1.0"
