@@ -35,7 +35,7 @@ lint: install
 	$(VENV)/bin/ruff check shared graphgen molgen crysgen benchmarks tests
 
 bench: install
-	$(PY) benchmarks/run.py --all
+	$(PY) -m benchmarks.run --all
 
 clean:
 	rm -rf $(VENV) build *.egg-info

@@ -1,0 +1,169 @@
+"""Shared command-line machinery for the ``graphgen``, ``molgen`` and ``crysgen`` programs.
+
+A domain CLI is a list of ``add_<name>_parser(subparsers)`` functions; each adds one subcommand and sets its
+handler with ``parser.set_defaults(handler=fn)``, where ``fn(args) -> int | None``. ``run_cli`` parses, calls the
+handler and turns user errors (bad options, missing files, absent optional packages) into one line on stderr and
+exit code 2; ``--debug`` shows the full traceback instead. Imports no chemistry library.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from collections.abc import Callable, Iterable, Sequence
+
+import torch
+
+from shared.evaluation import MissingDependency
+
+__all__ = [
+    "USER_ERRORS",
+    "UserError",
+    "add_common_options",
+    "add_version_parser",
+    "build_parser",
+    "device_report",
+    "resolve_device",
+    "run_cli",
+]
+
+EXIT_USER_ERROR = 2
+EXIT_INTERRUPTED = 130
+
+
+class UserError(Exception):
+    """A mistake in what the user asked for; printed as one line, exit code 2."""
+
+
+# Library code signals bad input with ValueError/FileNotFoundError (project convention), so these are the
+# user's to fix; anything else is a bug and keeps its traceback.
+USER_ERRORS: tuple[type[BaseException], ...] = (UserError, ValueError, FileNotFoundError, MissingDependency)
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse that raises instead of printing usage and exiting, so usage errors are one line too."""
+
+    def error(self, message: str):  # type: ignore[override]
+        raise UserError(f"{message} (see '{self.prog} --help')")
+
+
+AddParser = Callable[[argparse._SubParsersAction], argparse.ArgumentParser]
+
+
+def build_parser(prog: str, description: str, subcommands: Iterable[AddParser]) -> argparse.ArgumentParser:
+    """A parser with ``--debug`` and one required subcommand per ``add_<name>_parser`` function."""
+    parser = _Parser(prog=prog, description=description)
+    parser.add_argument("--debug", action="store_true", help="show full tracebacks for errors")
+    subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    for add in subcommands:
+        add(subparsers)
+    return parser
+
+
+def add_common_options(
+    parser: argparse.ArgumentParser, *, device: bool = True, seed: bool = True, data_dir: bool = True
+) -> argparse.ArgumentParser:
+    """``--device`` (auto|cpu|cuda[:N]|mps), ``--seed`` (int, default 0), ``--data-dir`` (else $SCOREGEN_DATA)."""
+    if device:
+        parser.add_argument("--device", default="auto", help="auto (default), cpu, cuda, cuda:N or mps")
+    if seed:
+        parser.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    if data_dir:
+        parser.add_argument(
+            "--data-dir", default=None, help="reference data directory (default: $SCOREGEN_DATA)"
+        )
+    return parser
+
+
+def resolve_device(name: str = "auto") -> torch.device:
+    """The torch device for ``--device``: ``auto`` picks cuda, then mps, then cpu; unavailable ones are an error."""
+    if name == "auto":
+        if torch.cuda.is_available():
+            return torch.device("cuda")
+        return torch.device("mps") if _mps_available() else torch.device("cpu")
+    try:
+        device = torch.device(name)
+    except (RuntimeError, ValueError):
+        raise UserError(f"--device {name!r} is not a device name (use auto, cpu, cuda, cuda:N or mps)") from None
+    if device.type == "cuda":
+        count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        if count == 0:
+            raise UserError(f"--device {name} requested but CUDA is not available on this machine")
+        if device.index is not None and device.index >= count:
+            raise UserError(f"--device {name} requested but only {count} CUDA device(s) are visible")
+    elif device.type == "mps" and not _mps_available():
+        raise UserError(f"--device {name} requested but MPS is not available on this machine")
+    elif device.type not in ("cpu", "cuda", "mps"):
+        raise UserError(f"--device {name} is not supported (use auto, cpu, cuda, cuda:N or mps)")
+    return device
+
+
+def device_report() -> list[str]:
+    """Human-readable lines on which accelerators torch can use here."""
+    lines = []
+    if torch.cuda.is_available():
+        names = ", ".join(torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count()))
+        lines.append(f"cuda: available ({torch.cuda.device_count()} device(s): {names})")
+    else:
+        lines.append("cuda: not available")
+    lines.append(f"mps: {'available' if _mps_available() else 'not available'}")
+    lines.append(f"default device (--device auto): {resolve_device('auto')}")
+    return lines
+
+
+def add_version_parser(
+    subparsers: argparse._SubParsersAction, package: str, version: str
+) -> argparse.ArgumentParser:
+    """The ``version`` subcommand: package and torch versions, device availability."""
+    parser = subparsers.add_parser("version", help="print versions and available devices")
+
+    def show(args: argparse.Namespace) -> int:
+        print(f"{package} {version}")
+        print(f"python {sys.version.split()[0]}")
+        print(f"torch {torch.__version__}")
+        for line in device_report():
+            print(line)
+        return 0
+
+    parser.set_defaults(handler=show)
+    return parser
+
+
+def run_cli(parser: argparse.ArgumentParser, argv: Sequence[str] | None = None) -> int:
+    """Parse ``argv`` and run the chosen handler; the process exit code to use.
+
+    ``--help`` still exits through SystemExit(0) as argparse does.
+    """
+    debug = "--debug" in (sys.argv[1:] if argv is None else argv) or os.environ.get("SCOREGEN_DEBUG") == "1"
+    try:
+        args = parser.parse_args(argv)
+        handler = getattr(args, "handler", None)
+        if handler is None:  # a subcommand added without set_defaults(handler=...) is a programming error
+            raise RuntimeError(f"subcommand {args.command!r} has no handler")
+        code = handler(args)
+        return 0 if code is None else int(code)
+    except USER_ERRORS as exc:
+        if debug:
+            raise
+        print(f"{parser.prog}: error: {_one_line(exc)}", file=sys.stderr)
+        return EXIT_USER_ERROR
+    except KeyboardInterrupt:
+        if debug:
+            raise
+        print(f"{parser.prog}: interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
+
+
+def _one_line(exc: BaseException) -> str:
+    message = " ".join(str(exc).split()) or type(exc).__name__
+    # FileNotFoundError from open() carries its path separately
+    filename = getattr(exc, "filename", None)
+    if filename and str(filename) not in message:
+        message = f"{message}: {filename}"
+    return message
+
+
+def _mps_available() -> bool:
+    backend = getattr(torch.backends, "mps", None)
+    return bool(backend is not None and backend.is_available())

@@ -1,0 +1,143 @@
+"""shared.cli_common: subcommand plumbing, common options, one-line user errors with exit code 2."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+import torch
+
+from shared.cli_common import (
+    UserError,
+    add_common_options,
+    add_version_parser,
+    build_parser,
+    resolve_device,
+    run_cli,
+)
+from shared.evaluation import MissingDependency
+from shared.paths import resolve_data_dir
+
+
+def add_echo_parser(subparsers):
+    """A toy subcommand shaped like the domain ones: common options plus a handler."""
+    parser = subparsers.add_parser("echo", help="print the parsed options")
+    add_common_options(parser)
+    parser.add_argument("--fail", choices=["value", "missing-file", "missing-dep", "bug", "interrupt"])
+
+    def handler(args):
+        if args.fail == "value":
+            raise ValueError("steps must be positive,\n got -1")
+        if args.fail == "missing-file":
+            raise FileNotFoundError("checkpoint not found: /nowhere/model.pt")
+        if args.fail == "missing-dep":
+            raise MissingDependency("rdkit", extra="chem")
+        if args.fail == "bug":
+            raise ZeroDivisionError("a real bug")
+        if args.fail == "interrupt":
+            raise KeyboardInterrupt
+        data_dir = resolve_data_dir(args.data_dir)
+        print(f"device={resolve_device(args.device)} seed={args.seed} data={data_dir}")
+        return 0
+
+    parser.set_defaults(handler=handler)
+    return parser
+
+
+def toy_parser():
+    return build_parser(
+        "toy", "A toy CLI.", [add_echo_parser, lambda sub: add_version_parser(sub, "toy", "9.9")]
+    )
+
+
+def run(argv, capsys):
+    code = run_cli(toy_parser(), argv)
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def test_handler_receives_common_options(capsys, tmp_path):
+    code, out, err = run(["echo", "--device", "cpu", "--seed", "7", "--data-dir", str(tmp_path)], capsys)
+    assert (code, err) == (0, "")
+    assert out.strip() == f"device=cpu seed=7 data={tmp_path}"
+
+
+def test_defaults(capsys, monkeypatch):
+    monkeypatch.delenv("SCOREGEN_DATA", raising=False)
+    code, out, _ = run(["echo"], capsys)
+    assert code == 0 and "seed=0 data=None" in out
+
+
+def test_version_subcommand(capsys):
+    code, out, _ = run(["version"], capsys)
+    assert code == 0
+    lines = out.splitlines()
+    assert lines[0] == "toy 9.9" and f"torch {torch.__version__}" in lines
+    assert any(line.startswith("cuda: ") for line in lines)
+
+
+def test_help_exits_zero(capsys):
+    with pytest.raises(SystemExit) as info:
+        run_cli(toy_parser(), ["--help"])
+    assert info.value.code == 0
+    assert "echo" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize(
+    ("argv", "expected"),
+    [
+        (["echo", "--fail", "value"], "toy: error: steps must be positive, got -1"),
+        (["echo", "--fail", "missing-file"], "toy: error: checkpoint not found: /nowhere/model.pt"),
+        (["echo", "--fail", "missing-dep"], "toy: error: optional package 'rdkit' is not installed"),
+        (["echo", "--data-dir", "/no/such/dir"], "toy: error: data directory /no/such/dir (from --data-dir)"),
+        (["echo", "--seed", "abc"], "toy: error: argument --seed: invalid int value: 'abc'"),
+        (["echo", "--device", "tpu9"], "toy: error: --device 'tpu9' is not a device name"),
+        (["nope"], "toy: error: argument COMMAND: invalid choice: 'nope'"),
+        ([], "toy: error: the following arguments are required: COMMAND"),
+    ],
+)
+def test_user_errors_are_one_line_with_exit_code_2(argv, expected, capsys):
+    code, out, err = run(argv, capsys)
+    assert code == 2 and out == ""
+    assert err.count("\n") == 1 and err.startswith(expected), err
+
+
+def test_bugs_keep_their_traceback(capsys):
+    with pytest.raises(ZeroDivisionError):
+        run(["echo", "--fail", "bug"], capsys)
+
+
+def test_debug_flag_reraises_user_errors(capsys):
+    with pytest.raises(ValueError, match="steps must be positive"):
+        run(["--debug", "echo", "--fail", "value"], capsys)
+
+
+def test_interrupt_exit_code(capsys):
+    code, _, err = run(["echo", "--fail", "interrupt"], capsys)
+    assert code == 130 and err == "toy: interrupted\n"
+
+
+def test_resolve_device():
+    assert resolve_device("cpu") == torch.device("cpu")
+    auto = resolve_device("auto")
+    assert auto.type == ("cuda" if torch.cuda.is_available() else auto.type)
+    torch.zeros(1, device=auto)  # the automatic choice is usable
+    with pytest.raises(UserError, match="not a device name"):
+        resolve_device("gpu!")
+    if not torch.cuda.is_available():
+        with pytest.raises(UserError, match="CUDA is not available"):
+            resolve_device("cuda:0")
+    else:
+        with pytest.raises(UserError, match="CUDA device"):
+            resolve_device(f"cuda:{torch.cuda.device_count()}")
+
+
+def test_cli_common_imports_no_chemistry_library():
+    code = (
+        "import sys, shared.cli_common\n"
+        "heavy = {'rdkit', 'pymatgen', 'ase', 'networkx', 'tblite', 'pyscf', 'chgnet', 'smact', 'matminer'}\n"
+        "loaded = sorted(heavy & {m.split('.')[0] for m in sys.modules})\n"
+        "assert not loaded, loaded\n"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True, timeout=120)
