@@ -1,0 +1,387 @@
+"""CDVAE's generation metrics for crystals, re-implemented (definitions from CDVAE ``scripts/eval_utils.py`` and
+``scripts/compute_metrics.py``), each exposed as a ``shared.evaluation`` Evaluator.
+
+* Structural validity: every pairwise (minimum-image) distance >= 0.5 A and cell volume >= 0.1 A^3.
+* Compositional validity: SMACT charge neutrality + Pauling electronegativity test over the **smact14**
+  oxidation-state set (``Element.oxidation_states_smact14``, SMACT >= 3; the set CDVAE's SMACT 2.x used as its
+  default). Single-element and all-metal compositions are valid. Counts are divided by their gcd first.
+* COV-R / COV-P: structure fingerprint = mean over sites of matminer's CrystalNN "ops" site fingerprint;
+  composition fingerprint = matminer magpie ElementProperty (no NaN imputation, as in CDVAE's matminer).
+  Composition fingerprints are standardised with mean/std of the **reference set** (CDVAE hard-codes one
+  set of constants, ``CompScalerMeans/Stds``, for every dataset; pass them as ``comp_scaler`` to match its
+  published numbers exactly). NaN std -> 1, zero std -> 1, NaN after scaling -> 0, as its StandardScaler.
+  Cut-offs: MP-20 0.4 / 10, perov-5 and carbon-24 0.2 / 4.
+  Deviation, as the project requires: only *valid* generated crystals enter (CDVAE passes every crystal whose
+  fingerprint could be built); precision still divides by the number of generated crystals, as CDVAE does.
+* Wasserstein distances of density (g/cm^3) and number of distinct elements between up to ``n_samples``
+  valid generated crystals (drawn with a seeded generator) and the whole reference set.
+* Uniqueness (distinct StructureMatcher groups / valid), novelty (valid crystals matching no training
+  crystal), space-group statistics with spglib (symprec 0.1).
+
+Decoding failures are passed as ``None`` and count as invalid. ``CrystalBatch`` computes each per-crystal
+quantity once (optionally through an Executor), so several evaluators share the work.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+import warnings
+from collections import Counter, defaultdict
+from concurrent.futures import Executor
+from functools import lru_cache
+from typing import Any, Callable, Iterable, Sequence
+
+import numpy as np
+
+from shared.evaluation import evaluator, require_package, run_evaluators
+
+__all__ = [
+    "COV_CUTOFFS",
+    "OXIDATION_STATES_SET",
+    "CrystalBatch",
+    "composition_validity",
+    "comp_stats",
+    "coverage",
+    "evaluate_crystals",
+    "make_evaluators",
+    "standardize",
+    "structure_validity",
+]
+
+OXIDATION_STATES_SET = "smact14"
+COV_CUTOFFS = {"mp_20": (0.4, 10.0), "perov_5": (0.2, 4.0), "carbon_24": (0.2, 4.0)}
+_DATASET_ALIASES = {"mp20": "mp_20", "perovskite": "perov_5", "perov": "perov_5", "carbon": "carbon_24"}
+SYMPREC = 0.1
+
+
+# --- per-crystal checks -------------------------------------------------------------------------------------
+
+
+def structure_validity(structure, cutoff: float = 0.5, min_volume: float = 0.1) -> bool:
+    """CDVAE: no two sites closer than ``cutoff`` A (periodic minimum image) and volume >= ``min_volume``."""
+    if structure is None:
+        return False
+    distances = np.array(structure.distance_matrix, dtype=float)
+    np.fill_diagonal(distances, np.inf)
+    return bool(structure.volume >= min_volume and distances.min() >= cutoff)
+
+
+def composition_validity(composition) -> bool:
+    """CDVAE's ``smact_validity`` with the smact14 oxidation states (``composition``: pymatgen Composition)."""
+    amounts = composition.get_el_amt_dict()
+    symbols = tuple(sorted(amounts, key=lambda s: _atomic_number(s)))
+    counts = np.array([round(amounts[s]) for s in symbols], dtype=np.int64)
+    counts = counts // np.gcd.reduce(counts)
+    return _smact_valid(symbols, tuple(int(c) for c in counts))
+
+
+@lru_cache(maxsize=100_000)
+def _smact_valid(symbols: tuple[str, ...], counts: tuple[int, ...]) -> bool:
+    smact = require_package("smact", extra="chem")
+    from smact.screening import pauling_test
+
+    if len(symbols) == 1:
+        return True
+    if all(symbol in smact.metals for symbol in symbols):  # alloys count as valid
+        return True
+    elements = [smact.Element(symbol) for symbol in symbols]
+    ox_sets = [getattr(e, f"oxidation_states_{OXIDATION_STATES_SET}") or [] for e in elements]
+    electronegativities = [e.pauling_eneg for e in elements]
+    stoichs = [(c,) for c in counts]
+    for ox_states in itertools.product(*ox_sets):
+        if not smact.neutral_ratios(ox_states, stoichs=stoichs, threshold=max(counts)):
+            continue
+        try:
+            if pauling_test(ox_states, electronegativities):
+                return True
+        except TypeError:  # no electronegativity data: CDVAE counts the test as passed
+            return True
+    return False
+
+
+def _atomic_number(symbol: str) -> int:
+    from pymatgen.core import Element
+
+    return Element(symbol).Z
+
+
+# --- fingerprints -------------------------------------------------------------------------------------------
+
+_FEATURIZERS: dict[str, Any] = {}
+
+
+def _featurizer(kind: str):
+    if kind not in _FEATURIZERS:
+        require_package("matminer", extra="chem")
+        if kind == "structure":
+            from matminer.featurizers.site.fingerprint import CrystalNNFingerprint
+
+            _FEATURIZERS[kind] = CrystalNNFingerprint.from_preset("ops")
+        else:
+            from matminer.featurizers.composition.composite import ElementProperty
+
+            _FEATURIZERS[kind] = ElementProperty.from_preset("magpie", impute_nan=False)
+    return _FEATURIZERS[kind]
+
+
+def _fingerprints(structure) -> tuple[list[float] | None, list[float] | None]:
+    """(mean CrystalNN ops site fingerprint, magpie composition fingerprint); (None, None) on failure."""
+    if structure is None:
+        return None, None
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # CrystalNN warns about missing oxidation states on every site
+        try:
+            site_fps = [_featurizer("structure").featurize(structure, i) for i in range(len(structure))]
+            comp_fp = _featurizer("composition").featurize(structure.composition)
+        except Exception:  # noqa: BLE001 - CDVAE: a crystal whose fingerprint fails is treated as invalid
+            return None, None
+    return np.mean(site_fps, axis=0).tolist(), list(map(float, comp_fp))
+
+
+def _checks(structure) -> tuple[bool, bool]:
+    if structure is None:
+        return False, False
+    return structure_validity(structure), composition_validity(structure.composition)
+
+
+def _space_group(structure) -> int:
+    """International space-group number from spglib at symprec 0.1; 0 when spglib finds none."""
+    spglib = require_package("spglib", extra="chem")
+    cell = (structure.lattice.matrix, structure.frac_coords, [site.specie.Z for site in structure])
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)  # spglib 2.x: notice about its error handling
+        data = spglib.get_symmetry_dataset(cell, symprec=SYMPREC)
+    return 0 if data is None else int(data.number)
+
+
+class CrystalBatch:
+    """A list of structures (None = failed to decode) with lazily computed, cached per-crystal quantities."""
+
+    def __init__(self, structures: Iterable[Any], executor: Executor | None = None, chunksize: int = 16):
+        self.structures = list(structures)
+        self.executor = executor
+        self.chunksize = chunksize
+        self._cache: dict[str, Any] = {}
+
+    def __len__(self) -> int:
+        return len(self.structures)
+
+    @classmethod
+    def of(cls, obj: Any) -> "CrystalBatch":
+        return obj if isinstance(obj, CrystalBatch) else cls(obj)
+
+    def _map(self, name: str, fn: Callable) -> list:
+        if name not in self._cache:
+            if self.executor is None:
+                self._cache[name] = [fn(s) for s in self.structures]
+            else:
+                self._cache[name] = list(self.executor.map(fn, self.structures, chunksize=self.chunksize))
+        return self._cache[name]
+
+    @property
+    def struct_valid(self) -> np.ndarray:
+        return np.array([c[0] for c in self._map("checks", _checks)], dtype=bool)
+
+    @property
+    def comp_valid(self) -> np.ndarray:
+        return np.array([c[1] for c in self._map("checks", _checks)], dtype=bool)
+
+    @property
+    def valid(self) -> np.ndarray:
+        return self.struct_valid & self.comp_valid
+
+    def fingerprints(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(structure fps (N, 61), composition fps (N, 132), ok mask); failed rows are NaN."""
+        pairs = self._map("fingerprints", _fingerprints)
+        ok = np.array([p[0] is not None for p in pairs], dtype=bool)
+        if not ok.any():
+            raise ValueError("no crystal in the batch has a fingerprint")
+        dims = next((len(p[0]), len(p[1])) for p in pairs if p[0] is not None)
+        struct = np.full((len(pairs), dims[0]), np.nan)
+        comp = np.full((len(pairs), dims[1]), np.nan)
+        struct[ok] = [p[0] for p in pairs if p[0] is not None]
+        comp[ok] = [p[1] for p in pairs if p[1] is not None]
+        return struct, comp, ok
+
+    def space_groups(self) -> np.ndarray:
+        return np.array(self._map("space_groups", _space_group_or_none), dtype=np.int64)
+
+
+def _space_group_or_none(structure) -> int:
+    return -1 if structure is None else _space_group(structure)
+
+
+# --- set-level metrics --------------------------------------------------------------------------------------
+
+
+def comp_stats(reference: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Per-feature nan-mean and nan-std of reference fingerprints, with CDVAE StandardScaler's fixes
+    (NaN mean -> 0, NaN or zero std -> 1)."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN columns
+        mean = np.nanmean(reference, axis=0)
+        std = np.nanstd(reference, axis=0)
+    return np.where(np.isnan(mean), 0.0, mean), np.where(np.isnan(std) | (std == 0), 1.0, std)
+
+
+def standardize(features: np.ndarray, mean: np.ndarray, std: np.ndarray) -> np.ndarray:
+    """``(features - mean) / std`` with NaN results set to 0, as CDVAE's StandardScaler."""
+    scaled = (np.asarray(features, dtype=float) - mean) / std
+    return np.where(np.isnan(scaled), 0.0, scaled)
+
+
+def coverage(gen_struct: np.ndarray, gen_comp: np.ndarray, ref_struct: np.ndarray, ref_comp: np.ndarray,
+             struct_cutoff: float, comp_cutoff: float, n_generated: int | None = None) -> dict[str, float]:
+    """CDVAE's COV-R/COV-P and mean min distances; composition fps must already be standardised."""
+    from scipy.spatial.distance import cdist
+
+    if len(gen_struct) == 0:
+        return {"cov_recall": 0.0, "cov_precision": 0.0}
+    n_generated = len(gen_struct) if n_generated is None else n_generated
+    struct_d = cdist(gen_struct, ref_struct)
+    comp_d = cdist(gen_comp, ref_comp)
+    recall_s, recall_c = struct_d.min(axis=0), comp_d.min(axis=0)
+    precision_s, precision_c = struct_d.min(axis=1), comp_d.min(axis=1)
+    return {
+        "cov_recall": float(np.mean((recall_s <= struct_cutoff) & (recall_c <= comp_cutoff))),
+        "cov_precision": float(np.sum((precision_s <= struct_cutoff) & (precision_c <= comp_cutoff))
+                               / n_generated),
+        "amsd_recall": float(recall_s.mean()), "amsd_precision": float(precision_s.mean()),
+        "amcd_recall": float(recall_c.mean()), "amcd_precision": float(precision_c.mean()),
+    }
+
+
+def _cutoffs(dataset: str) -> tuple[float, float]:
+    key = _DATASET_ALIASES.get(dataset, dataset)
+    if key not in COV_CUTOFFS:
+        raise ValueError(f"no COV cut-offs for dataset {dataset!r}; known: {sorted(COV_CUTOFFS)}")
+    return COV_CUTOFFS[key]
+
+
+def _matcher(kwargs: dict | None):
+    require_package("pymatgen", extra="chem")
+    from pymatgen.analysis.structure_matcher import StructureMatcher
+
+    return StructureMatcher(**(kwargs or {}))
+
+
+def _by_formula(structures: Sequence[Any]) -> dict[str, list]:
+    groups: dict[str, list] = defaultdict(list)
+    for s in structures:
+        groups[s.composition.reduced_formula].append(s)
+    return groups
+
+
+def make_evaluators(*, n_samples: int = 1000, seed: int = 0, cov_cutoffs: tuple[float, float] | None = None,
+                    comp_scaler: tuple[Sequence[float], Sequence[float]] | None = None,
+                    matcher_kwargs: dict | None = None) -> list:
+    """The crystal evaluators. Context keys: ``reference`` (test structures or CrystalBatch), ``train``
+    (training structures), ``dataset`` (benchmark name for the COV cut-offs, unless ``cov_cutoffs`` given).
+    ``comp_scaler=(means, stds)`` replaces the reference-set statistics for the composition fingerprints
+    (e.g. with CDVAE's ``CompScalerMeans/Stds`` to match its published numbers exactly)."""
+
+    @evaluator("crystal_validity")
+    def validity(generated, context):
+        batch = CrystalBatch.of(generated)
+        return {"comp_valid": batch.comp_valid.mean(), "struct_valid": batch.struct_valid.mean(),
+                "valid": batch.valid.mean()}
+
+    @evaluator("crystal_coverage", requires={"reference"} if cov_cutoffs else {"reference", "dataset"})
+    def cov(generated, context):
+        batch, ref = CrystalBatch.of(generated), CrystalBatch.of(context["reference"])
+        struct_cutoff, comp_cutoff = cov_cutoffs or _cutoffs(context["dataset"])
+        g_struct, g_comp, g_ok = batch.fingerprints()
+        r_struct, r_comp, r_ok = ref.fingerprints()
+        keep = g_ok & batch.valid
+        r_struct, r_comp = r_struct[r_ok], r_comp[r_ok]
+        mean, std = comp_stats(r_comp) if comp_scaler is None else map(np.asarray, comp_scaler)
+        return coverage(g_struct[keep], standardize(g_comp[keep], mean, std), r_struct,
+                        standardize(r_comp, mean, std), struct_cutoff, comp_cutoff, n_generated=len(batch))
+
+    @evaluator("crystal_property_wdist", requires={"reference"})
+    def wdist(generated, context):
+        from scipy.stats import wasserstein_distance
+
+        batch, ref = CrystalBatch.of(generated), CrystalBatch.of(context["reference"])
+        valid = [s for s, ok in zip(batch.structures, batch.valid) if ok]
+        if not valid:
+            return {"wdist_density": math.nan, "wdist_num_elems": math.nan}
+        if len(valid) > n_samples:
+            chosen = np.random.default_rng(seed).choice(len(valid), n_samples, replace=False)
+            valid = [valid[i] for i in chosen]
+        reference = [s for s in ref.structures if s is not None]
+        return {
+            "wdist_density": wasserstein_distance([s.density for s in valid], [s.density for s in reference]),
+            "wdist_num_elems": wasserstein_distance([len(s.composition) for s in valid],
+                                                    [len(s.composition) for s in reference]),
+        }
+
+    @evaluator("crystal_uniqueness")
+    def uniqueness(generated, context):
+        batch = CrystalBatch.of(generated)
+        valid = [s for s, ok in zip(batch.structures, batch.valid) if ok]
+        if not valid:
+            return {"unique": math.nan}
+        matcher = _matcher(matcher_kwargs)
+        n_groups = sum(len(matcher.group_structures(group)) for group in _by_formula(valid).values())
+        return {"unique": n_groups / len(valid)}
+
+    @evaluator("crystal_novelty", requires={"train"})
+    def novelty(generated, context):
+        batch = CrystalBatch.of(generated)
+        valid = [s for s, ok in zip(batch.structures, batch.valid) if ok]
+        if not valid:
+            return {"novel": math.nan}
+        matcher = _matcher(matcher_kwargs)
+        train = _by_formula([s for s in CrystalBatch.of(context["train"]).structures if s is not None])
+        novel = [not any(matcher.fit(s, t) for t in train.get(s.composition.reduced_formula, ()))
+                 for s in valid]
+        return {"novel": float(np.mean(novel))}
+
+    @evaluator("crystal_space_groups")
+    def space_groups(generated, context):
+        batch = CrystalBatch.of(generated)
+        groups = batch.space_groups()[batch.valid]
+        if groups.size == 0:
+            return {"sg_frac_p1": math.nan, "sg_n_unique": 0.0}
+        out = {"sg_frac_p1": float(np.mean(groups == 1)), "sg_n_unique": float(len(set(groups.tolist())))}
+        if context.get("reference") is not None:
+            ref = CrystalBatch.of(context["reference"]).space_groups()
+            out["sg_tv_distance"] = _total_variation(groups, ref[ref >= 0])
+        return out
+
+    return [validity, cov, wdist, uniqueness, novelty, space_groups]
+
+
+def _total_variation(a: np.ndarray, b: np.ndarray) -> float:
+    """Total-variation distance between the empirical distributions of two integer samples."""
+    pa, pb = Counter(a.tolist()), Counter(b.tolist())
+    return 0.5 * sum(abs(pa[k] / len(a) - pb[k] / len(b)) for k in set(pa) | set(pb))
+
+
+def evaluate_crystals(generated: Iterable[Any], *, reference: Iterable[Any] | None = None,
+                      train: Iterable[Any] | None = None, dataset: str | None = None,
+                      executor: Executor | None = None, n_samples: int = 1000, seed: int = 0,
+                      comp_scaler: tuple[Sequence[float], Sequence[float]] | None = None,
+                      matcher_kwargs: dict | None = None) -> dict:
+    """Run every crystal evaluator the inputs allow: ``{"metrics", "skipped", "protocol"}``."""
+    gen = CrystalBatch(generated, executor)
+    context = {
+        "reference": None if reference is None else CrystalBatch(reference, executor),
+        "train": None if train is None else list(train),
+        "dataset": dataset,
+    }
+    evaluators = make_evaluators(n_samples=n_samples, seed=seed, comp_scaler=comp_scaler,
+                                 matcher_kwargs=matcher_kwargs)
+    report = run_evaluators(evaluators, gen, context)
+    protocol = {
+        "n_generated": len(gen),
+        "oxidation_states_set": OXIDATION_STATES_SET,
+        "cov_cutoffs": None if dataset is None else list(_cutoffs(dataset)),
+        "comp_fp_normalisation": "mean/std of the reference set" if comp_scaler is None else "given",
+        "coverage_generated": "valid only",
+        "wdist_n_samples": n_samples, "seed": seed, "spglib_symprec": SYMPREC,
+        "structure_matcher": matcher_kwargs or "pymatgen defaults",
+    }
+    return {"metrics": report.metrics, "skipped": report.skipped, "protocol": protocol}

@@ -1,0 +1,154 @@
+"""CDVAE generation metrics on hand-made crystals with known answers."""
+
+from __future__ import annotations
+
+from concurrent.futures import ThreadPoolExecutor
+
+import numpy as np
+import pytest
+
+pytest.importorskip("pymatgen")
+pytest.importorskip("smact")
+from pymatgen.core import Composition, Lattice, Structure  # noqa: E402
+
+from crysgen.evaluate import (  # noqa: E402
+    CrystalBatch,
+    comp_stats,
+    composition_validity,
+    coverage,
+    evaluate_crystals,
+    make_evaluators,
+    standardize,
+    structure_validity,
+)
+from shared.evaluation import run_evaluators  # noqa: E402
+
+
+def rocksalt(a: float = 5.64, cation: str = "Na", anion: str = "Cl") -> Structure:
+    """Primitive two-atom rock-salt cell (Fm-3m, 225) of conventional lattice constant ``a``."""
+    lattice = Lattice([[0, a / 2, a / 2], [a / 2, 0, a / 2], [a / 2, a / 2, 0]])
+    return Structure(lattice, [cation, anion], [[0, 0, 0], [0.5, 0.5, 0.5]])
+
+
+def perovskite(a: float = 3.9, a_site: str = "Sr", b_site: str = "Ti") -> Structure:
+    return Structure(Lattice.cubic(a), [a_site, b_site, "O", "O", "O"],
+                     [[0, 0, 0], [0.5, 0.5, 0.5], [0.5, 0.5, 0], [0.5, 0, 0.5], [0, 0.5, 0.5]])
+
+
+def test_structure_validity_distance_and_volume():
+    assert structure_validity(rocksalt())
+    close_pair = Structure(Lattice.cubic(5.0), ["Na", "Cl"], [[0, 0, 0], [0.06, 0, 0]])  # 0.3 A apart
+    assert not structure_validity(close_pair)
+    # the minimum image counts: 0.97 and 0.0 are 0.15 A apart across the boundary
+    assert not structure_validity(Structure(Lattice.cubic(5.0), ["Na", "Cl"], [[0.97, 0, 0], [0, 0, 0]]))
+    assert not structure_validity(Structure(Lattice.cubic(0.4), ["Cu"], [[0, 0, 0]]))  # volume 0.064 A^3
+    assert structure_validity(Structure(Lattice.cubic(3.0), ["Cu"], [[0, 0, 0]]))
+    assert not structure_validity(None)
+
+
+@pytest.mark.parametrize("formula,expected", [
+    ("NaCl", True), ("SrTiO3", True), ("Na2O", True), ("Fe2O3", True),
+    ("NaCl2", False),  # Na+ cannot balance 2 Cl-
+    ("Cu", True), ("CuZn", True),  # single element and all-metal alloys count valid
+    ("NaO3", False), ("CO2", True), ("LiF4", False),
+])
+def test_composition_validity_known_cases(formula, expected):
+    assert composition_validity(Composition(formula)) is expected
+
+
+def test_composition_validity_agrees_with_smacts_own_smact14_screen():
+    from smact.screening import smact_validity
+
+    formulas = ["NaCl", "NaCl2", "SrTiO3", "BaTiN3", "KMgF3", "LaAlO3", "CsPbI3", "YCrON2", "FeS2", "AlN",
+                "TiO", "MgAl2O4", "Ca3N2", "SrNbO2N", "LiFePO4", "NaCl3", "CuCdN3"]
+    for formula in formulas:
+        expected = smact_validity(Composition(formula), oxidation_states_set="smact14")
+        assert composition_validity(Composition(formula)) == expected, formula
+
+
+def test_coverage_on_known_fingerprints():
+    rng = np.random.default_rng(0)
+    ref_s, ref_c = rng.uniform(size=(6, 4)), rng.normal(size=(6, 3))
+    same = coverage(ref_s, ref_c, ref_s, ref_c, 0.2, 4.0)
+    assert same["cov_recall"] == 1 and same["cov_precision"] == 1 and same["amsd_recall"] == 0
+    # shifting half the generated set far away: precision 1/2, recall drops to the covered half
+    gen_s = ref_s.copy()
+    gen_s[3:] += 10
+    shifted = coverage(gen_s, ref_c, ref_s, ref_c, 0.2, 4.0)
+    assert shifted["cov_precision"] == 0.5
+    assert shifted["cov_recall"] == pytest.approx(np.mean(
+        np.min(np.linalg.norm(ref_s[:, None] - gen_s[None], axis=2), axis=1) <= 0.2))
+    # precision divides by all generated crystals, also invalid ones not passed in
+    assert coverage(ref_s, ref_c, ref_s, ref_c, 0.2, 4.0, n_generated=12)["cov_precision"] == 0.5
+    # composition distance counts too
+    assert coverage(ref_s, ref_c + 5, ref_s, ref_c, 0.2, 4.0)["cov_recall"] == 0
+
+
+def test_standardize_matches_cdvae_scaler_rules():
+    ref = np.array([[1.0, 2.0, np.nan], [3.0, 2.0, np.nan]])
+    out = standardize(np.array([[2.0, 5.0, 1.0], [np.nan, 2.0, 1.0]]), *comp_stats(ref))
+    # column 0: mean 2, std 1; column 1: zero std -> 1; column 2: all NaN -> mean 0, std 1; NaN -> 0
+    np.testing.assert_allclose(out, [[0.0, 3.0, 1.0], [0.0, 0.0, 1.0]])
+
+
+@pytest.fixture(scope="module")
+def reference_set():
+    return [perovskite(3.9), perovskite(4.0, "Ba", "Ti"), rocksalt(5.64), rocksalt(4.21, "Mg", "O")]
+
+
+def test_evaluators_identical_and_shifted_sets(reference_set):
+    evaluators = make_evaluators(seed=0)
+    context = {"reference": CrystalBatch(reference_set), "train": reference_set[:2], "dataset": "perov_5"}
+    same = run_evaluators(evaluators, CrystalBatch(list(reference_set)), context).metrics
+    assert same["valid"] == same["comp_valid"] == same["struct_valid"] == 1
+    assert same["cov_recall"] == 1 and same["cov_precision"] == 1
+    assert same["wdist_density"] == 0 and same["wdist_num_elems"] == 0
+    assert same["unique"] == 1 and same["novel"] == 0.5  # the two rock salts are not in train
+    assert same["sg_frac_p1"] == 0 and same["sg_n_unique"] == 2 and same["sg_tv_distance"] == 0
+
+    # generated: the same crystals strained by 40 % plus one invalid (0.3 A pair) and one undecodable (None)
+    strained = [Structure(s.lattice.matrix * 1.4, s.species, s.frac_coords) for s in reference_set]
+    bad = Structure(Lattice.cubic(5.0), ["Na", "Cl"], [[0, 0, 0], [0.06, 0, 0]])
+    generated = CrystalBatch(strained + [bad, None])
+    shifted = run_evaluators(evaluators, generated, context).metrics
+    assert shifted["valid"] == pytest.approx(4 / 6) and shifted["struct_valid"] == pytest.approx(4 / 6)
+    assert shifted["wdist_density"] > 0.5
+    assert shifted["cov_precision"] <= 4 / 6  # invalid crystals are in the denominator
+    assert shifted["amsd_recall"] >= same["amsd_recall"]
+    assert shifted["unique"] == 1 and shifted["novel"] == 0.5  # StructureMatcher scales volumes
+
+
+def test_duplicates_lower_uniqueness_and_skips_are_reported(reference_set):
+    generated = [perovskite(), perovskite(3.9001), rocksalt()]
+    report = run_evaluators(make_evaluators(), CrystalBatch(generated), {})
+    assert report.metrics["unique"] == pytest.approx(2 / 3)
+    assert set(report.skipped) == {"crystal_coverage", "crystal_property_wdist", "crystal_novelty"}
+
+
+def test_wasserstein_subsampling_is_seeded(reference_set):
+    generated = CrystalBatch([rocksalt(a) for a in np.linspace(4.0, 6.0, 9)])
+    context = {"reference": reference_set}
+    runs = [run_evaluators(make_evaluators(n_samples=4, seed=s), generated, context).metrics["wdist_density"]
+            for s in (1, 1, 2)]
+    assert runs[0] == runs[1] != runs[2]
+
+
+def test_evaluate_crystals_with_executor_records_protocol(reference_set):
+    with ThreadPoolExecutor(2) as pool:
+        out = evaluate_crystals(reference_set, reference=reference_set, dataset="perovskite", executor=pool)
+    assert out["metrics"]["cov_recall"] == 1 and out["skipped"] == {"crystal_novelty": "missing context: train"}
+    assert out["protocol"]["oxidation_states_set"] == "smact14"
+    assert out["protocol"]["cov_cutoffs"] == [0.2, 4.0]
+    # a given composition scaler replaces the reference statistics: a huge std makes compositions "close"
+    batch = CrystalBatch(reference_set)
+    ref_comp = batch.fingerprints()[1]
+    wide = (np.zeros(ref_comp.shape[1]), np.full(ref_comp.shape[1], 1e6))
+    shifted = [Structure(s.lattice, ["Ca" if e.symbol in ("Sr", "Ba", "Na", "Mg") else e for e in s.species],
+                         s.frac_coords) for s in reference_set]
+    narrow_run = run_evaluators(make_evaluators(cov_cutoffs=(0.2, 4.0)), CrystalBatch(shifted),
+                                {"reference": batch}).metrics
+    wide_run = run_evaluators(make_evaluators(cov_cutoffs=(0.2, 4.0), comp_scaler=wide), CrystalBatch(shifted),
+                              {"reference": batch}).metrics
+    assert wide_run["amcd_recall"] < 1e-3 < narrow_run["amcd_recall"]
+    with pytest.raises(ValueError, match="no COV cut-offs"):
+        evaluate_crystals(reference_set, reference=reference_set, dataset="qm9")
