@@ -43,6 +43,7 @@ PYPI_TO_CONDA = {
     "pyscf": "pyscf",
     "chgnet": "pip",
     "qm9pack": "pip",
+    "pandas": "pandas",
     "pytest": "pytest",
     "pytest-timeout": "pytest-timeout",
     "ruff": "ruff",

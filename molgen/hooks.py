@@ -1,0 +1,273 @@
+"""Quantum-chemistry hooks on the ``shared.hooks`` protocol: GFN2-xTB (tblite) and B3LYP (PySCF).
+
+Items are ``MoleculeRecord``s (atomic numbers, positions in Angstrom, total charge, spin multiplicity): small,
+picklable, hashed from rounded coordinates so the cache key is stable. Run batches with
+``shared.hooks.run_hook(hook, records, executor=..., cache_dir=...)``; a failed SCF or an open-shell molecule the
+hook will not treat is a "failed" result whose reason says so.
+
+* ``XTBHook``: GFN2-xTB single point (energy, HOMO/LUMO/gap from orbital energies and occupations, dipole),
+  optionally after an ASE BFGS optimisation with tblite's ASE calculator.
+* ``PySCFHook``: B3LYP/6-31G(2df,p), QM9's level of theory, with the VWN-RPA flavour of B3LYP that Gaussian
+  (and so QM9) uses, PySCF ``xc="b3lypg"``; optional density fitting; optional harmonic frequencies -> Cv at
+  298.15 K (slow: a full Hessian). Open-shell molecules fail with reason "open-shell ..." unless
+  ``allow_open_shell=True`` (then UKS). Spherical d/f functions are used (Gaussian uses 6 Cartesian d for this
+  basis; HOMO/LUMO differ by meV).
+
+Everything reported is in molgen's units (``molgen.units``): energies in eV, dipoles in Debye, Cv in cal/(mol K).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Sequence
+
+import numpy as np
+
+from molgen.units import ANGSTROM_TO_BOHR, E_BOHR_TO_DEBYE, HARTREE_TO_EV
+from shared.hooks import content_hash
+
+__all__ = ["MoleculeRecord", "OpenShellError", "SCFNotConverged", "frontier_orbitals", "XTBHook", "PySCFHook"]
+
+_POSITION_DECIMALS = 6  # 1e-6 Angstrom: far below any physical effect, far above float noise
+_HARTREE_PER_K_TO_CAL_PER_MOL_K = 627.5094740631 * 1000.0
+
+
+class OpenShellError(ValueError):
+    """The molecule has unpaired electrons and the hook was not asked to treat open shells."""
+
+
+class SCFNotConverged(RuntimeError):
+    """The self-consistent field did not converge."""
+
+
+@dataclass(frozen=True)
+class MoleculeRecord:
+    """One molecule for a hook: atomic numbers, positions (Angstrom), total charge, spin multiplicity 2S+1."""
+
+    numbers: tuple[int, ...]
+    positions: tuple[tuple[float, float, float], ...]
+    charge: int = 0
+    multiplicity: int = 1
+
+    def __post_init__(self) -> None:
+        if len(self.numbers) == 0:
+            raise ValueError("MoleculeRecord: no atoms")
+        if len(self.positions) != len(self.numbers) or any(len(p) != 3 for p in self.positions):
+            raise ValueError(
+                f"MoleculeRecord: {len(self.numbers)} atoms need {len(self.numbers)} positions of 3 coordinates"
+            )
+        if any(z < 1 or z > 118 for z in self.numbers):
+            raise ValueError(f"MoleculeRecord: invalid atomic numbers {self.numbers}")
+        if self.multiplicity < 1:
+            raise ValueError(f"MoleculeRecord: multiplicity must be >= 1, got {self.multiplicity}")
+        if self.n_electrons < 0 or (self.n_electrons - (self.multiplicity - 1)) % 2:
+            raise ValueError(
+                f"MoleculeRecord: {self.n_electrons} electrons cannot have multiplicity {self.multiplicity}"
+            )
+
+    @classmethod
+    def from_arrays(cls, numbers: Sequence[int], positions, charge: int = 0, multiplicity: int | None = None):
+        """Build from arrays; the default multiplicity is the lowest one the electron count allows (1 or 2)."""
+        numbers = tuple(int(z) for z in np.asarray(numbers).reshape(-1))
+        pos = np.round(np.asarray(positions, dtype=np.float64).reshape(-1, 3), _POSITION_DECIMALS)
+        if multiplicity is None:
+            multiplicity = 1 + (sum(numbers) - int(charge)) % 2
+        return cls(numbers, tuple(tuple(float(c) for c in row) for row in pos), int(charge), int(multiplicity))
+
+    @classmethod
+    def from_mol(cls, mol, conf_id: int = -1, multiplicity: int | None = None):
+        """From an RDKit Mol with explicit hydrogens and a conformer; charge = sum of formal charges."""
+        if mol.GetNumConformers() == 0:
+            raise ValueError("MoleculeRecord.from_mol: the molecule has no conformer")
+        numbers = [a.GetAtomicNum() for a in mol.GetAtoms()]
+        charge = sum(a.GetFormalCharge() for a in mol.GetAtoms())
+        return cls.from_arrays(numbers, mol.GetConformer(conf_id).GetPositions(), charge, multiplicity)
+
+    @property
+    def n_electrons(self) -> int:
+        return sum(self.numbers) - self.charge
+
+    @property
+    def open_shell(self) -> bool:
+        return self.multiplicity != 1
+
+    def positions_array(self) -> np.ndarray:
+        return np.asarray(self.positions, dtype=np.float64)
+
+    def hash_parts(self) -> dict:
+        pos = np.round(self.positions_array(), _POSITION_DECIMALS) + 0.0  # +0.0 turns -0.0 into 0.0
+        return {"numbers": list(self.numbers), "positions": pos, "charge": self.charge,
+                "multiplicity": self.multiplicity}
+
+
+def frontier_orbitals(energies, occupations, capacity: float = 2.0) -> tuple[float, float]:
+    """(HOMO, LUMO) energies: highest orbital filled more than half, lowest filled less than half.
+
+    ``energies``/``occupations`` are (n,) for spin-summed orbitals (``capacity`` 2) or (2, n) per spin channel
+    (use ``capacity=1``); both channels are pooled.
+    """
+    e = np.asarray(energies, dtype=np.float64).reshape(-1)
+    occ = np.asarray(occupations, dtype=np.float64).reshape(-1)
+    if e.shape != occ.shape:
+        raise ValueError(f"{e.size} orbital energies but {occ.size} occupations")
+    occupied = occ > 0.5 * capacity
+    if not occupied.any() or occupied.all():
+        raise ValueError("frontier_orbitals: need at least one occupied and one empty orbital")
+    return float(e[occupied].max()), float(e[~occupied].min())
+
+
+@dataclass(frozen=True)
+class XTBHook:
+    """GFN2-xTB through tblite; optional BFGS geometry optimisation (ASE) before the final single point."""
+
+    method: str = "GFN2-xTB"
+    optimize: bool = False
+    fmax: float = 0.05  # eV/Angstrom
+    max_steps: int = 200
+    accuracy: float = 1.0
+    electronic_temperature: float = 300.0  # K, tblite's default Fermi smearing
+    max_iterations: int = 250
+    name: str = "xtb-gfn2"
+    version: str = "1"
+
+    def key(self, item: MoleculeRecord) -> str:
+        settings = {k: getattr(self, k) for k in ("method", "optimize", "fmax", "max_steps", "accuracy",
+                                                   "electronic_temperature", "max_iterations")}
+        return content_hash(self.name, self.version, settings, item.hash_parts())
+
+    def compute_one(self, item: MoleculeRecord) -> dict:
+        from shared.evaluation import require_package
+
+        require_package("tblite", extra="dft")
+        values: dict = {}
+        positions = item.positions_array()
+        if self.optimize:
+            positions, values = self._optimize(item)
+        result = self._calculator(item, positions).singlepoint()
+        energies = np.asarray(result["orbital-energies"])
+        occupations = np.asarray(result["orbital-occupations"])
+        homo, lumo = frontier_orbitals(energies, occupations, capacity=2.0 if occupations.ndim == 1 else 1.0)
+        dipole = np.asarray(result["dipole"]) * E_BOHR_TO_DEBYE
+        values.update({
+            "energy_eV": float(result["energy"]) * HARTREE_TO_EV,
+            "homo_eV": homo * HARTREE_TO_EV,
+            "lumo_eV": lumo * HARTREE_TO_EV,
+            "gap_eV": (lumo - homo) * HARTREE_TO_EV,
+            "dipole_D": float(np.linalg.norm(dipole)),
+            "dipole_vector_D": dipole.tolist(),
+        })
+        return values
+
+    def _calculator(self, item: MoleculeRecord, positions: np.ndarray):
+        from tblite.interface import Calculator
+
+        calc = Calculator(self.method, np.asarray(item.numbers), positions * ANGSTROM_TO_BOHR,
+                          charge=float(item.charge), uhf=item.multiplicity - 1)
+        calc.set("verbosity", 0)
+        calc.set("accuracy", self.accuracy)
+        calc.set("max-iter", self.max_iterations)
+        calc.set("temperature", self.electronic_temperature * 3.166808578545117e-06)  # K -> Hartree
+        return calc
+
+    def _optimize(self, item: MoleculeRecord) -> tuple[np.ndarray, dict]:
+        from shared.evaluation import require_package
+
+        require_package("ase", extra="chem")
+        from ase import Atoms
+        from ase.optimize import BFGS
+        from tblite.ase import TBLite
+
+        atoms = Atoms(numbers=list(item.numbers), positions=item.positions_array())
+        atoms.calc = TBLite(method=self.method, charge=item.charge, multiplicity=item.multiplicity,
+                            accuracy=self.accuracy, max_iterations=self.max_iterations,
+                            electronic_temperature=self.electronic_temperature, verbosity=0)
+        optimizer = BFGS(atoms, logfile=None)
+        converged = bool(optimizer.run(fmax=self.fmax, steps=self.max_steps))
+        return atoms.get_positions(), {
+            "optimized": True,
+            "converged": converged,
+            "n_steps": int(optimizer.nsteps),
+            "positions_A": atoms.get_positions().tolist(),
+        }
+
+
+@dataclass(frozen=True)
+class PySCFHook:
+    """B3LYP(VWN-RPA)/6-31G(2df,p) with PySCF: HOMO, LUMO, gap, dipole; optional frequencies and Cv."""
+
+    xc: str = "b3lypg"
+    basis: str = "6-31G(2df,p)"
+    density_fit: bool = False
+    frequencies: bool = False
+    allow_open_shell: bool = False
+    conv_tol: float = 1e-9
+    max_cycle: int = 100
+    grid_level: int = 3
+    max_memory_mb: int = 2000
+    name: str = "pyscf-b3lyp"
+    version: str = "1"
+
+    def key(self, item: MoleculeRecord) -> str:
+        settings = {k: getattr(self, k) for k in ("xc", "basis", "density_fit", "frequencies",
+                                                   "allow_open_shell", "conv_tol", "max_cycle", "grid_level")}
+        return content_hash(self.name, self.version, settings, item.hash_parts())
+
+    def compute_one(self, item: MoleculeRecord) -> dict:
+        from shared.evaluation import require_package
+
+        require_package("pyscf", extra="dft")
+        from pyscf import dft, gto
+
+        if item.open_shell and not self.allow_open_shell:
+            raise OpenShellError(
+                f"open-shell molecule ({item.n_electrons} electrons, multiplicity {item.multiplicity}); "
+                "pass allow_open_shell=True to run UKS"
+            )
+        mol = gto.M(
+            atom=[(int(z), pos) for z, pos in zip(item.numbers, item.positions)],
+            basis=self.basis, charge=item.charge, spin=item.multiplicity - 1, unit="Angstrom",
+            verbose=0, max_memory=self.max_memory_mb,
+        )
+        mf = dft.UKS(mol) if item.open_shell else dft.RKS(mol)
+        mf.xc = self.xc
+        mf.grids.level = self.grid_level
+        mf.conv_tol = self.conv_tol
+        mf.max_cycle = self.max_cycle
+        if self.density_fit:
+            mf = mf.density_fit()
+        energy = mf.kernel()
+        if not mf.converged:
+            raise SCFNotConverged(f"SCF did not converge in {self.max_cycle} cycles (last energy {energy:.8f} Ha)")
+        occupations = np.asarray(mf.mo_occ)
+        homo, lumo = frontier_orbitals(mf.mo_energy, occupations, capacity=1.0 if occupations.ndim == 2 else 2.0)
+        dipole = np.asarray(mf.dip_moment(unit="Debye", verbose=0))
+        values = {
+            "energy_eV": float(energy) * HARTREE_TO_EV,
+            "homo_eV": homo * HARTREE_TO_EV,
+            "lumo_eV": lumo * HARTREE_TO_EV,
+            "gap_eV": (lumo - homo) * HARTREE_TO_EV,
+            "dipole_D": float(np.linalg.norm(dipole)),
+            "dipole_vector_D": dipole.tolist(),
+        }
+        if self.frequencies:
+            values.update(_harmonic_thermo(mf))
+        return values
+
+
+def _harmonic_thermo(mf) -> dict:
+    """Harmonic frequencies (cm^-1), ZPVE (eV) and Cv at 298.15 K (cal/(mol K)) from the analytic Hessian."""
+    from pyscf.hessian import thermo
+
+    hessian = mf.Hessian().kernel()
+    analysis = thermo.harmonic_analysis(mf.mol, hessian)
+    frequencies = np.asarray(analysis["freq_wavenumber"])
+    if np.iscomplexobj(frequencies):
+        # imaginary modes come back as complex numbers; report them as negative wavenumbers
+        frequencies = np.where(np.abs(frequencies.imag) > 0, -np.abs(frequencies.imag), frequencies.real)
+    result = thermo.thermo(mf, analysis["freq_au"], 298.15, 101325)
+    return {
+        "frequencies_cm1": frequencies.tolist(),
+        "n_imaginary": int((frequencies < 0).sum()),
+        "zpve_eV": float(result["ZPE"][0]) * HARTREE_TO_EV,
+        "cv_cal_mol_K": float(result["Cv_tot"][0]) * _HARTREE_PER_K_TO_CAL_PER_MOL_K,
+    }

@@ -1,0 +1,130 @@
+"""Geometry sanity checks in the spirit of PoseBusters, vectorised over a padded ``MolBatch``.
+
+* bond lengths: every bonded pair within ``length_tolerance`` (relative) of the reference length, the sum of
+  Pyykko's covalent radii for the bond's order (single/double/triple; aromatic = mean of single and double);
+* bond angles: every angle between two bonds at one atom at least ``min_angle_deg``;
+* steric clashes: no pair of atoms more than two bonds apart (or in different fragments) closer than
+  ``clash_scale`` times the sum of their van der Waals radii (Bondi).
+A molecule passes ``geometry_ok`` when it passes all three. Radii are in Angstrom.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import Tensor
+
+from molgen.representation import BOND_AROMATIC, BOND_DOUBLE, BOND_SINGLE, BOND_TRIPLE, MolBatch
+
+__all__ = ["COVALENT_RADII", "VDW_RADII", "reference_bond_lengths", "geometry_checks", "geometry_metrics"]
+
+# Pyykko & Atsumi (2009) single, double, triple bond covalent radii (Angstrom); None where not defined
+COVALENT_RADII: dict[int, tuple[float, float | None, float | None]] = {
+    1: (0.32, None, None),
+    5: (0.85, 0.78, 0.73),
+    6: (0.75, 0.67, 0.60),
+    7: (0.71, 0.60, 0.54),
+    8: (0.63, 0.57, 0.53),
+    9: (0.64, 0.59, 0.53),
+    14: (1.16, 1.07, 1.02),
+    15: (1.11, 1.02, 0.94),
+    16: (1.03, 0.94, 0.95),
+    17: (0.99, 0.95, 0.93),
+    35: (1.14, 1.09, 1.10),
+    53: (1.33, 1.29, 1.25),
+}
+# Bondi (1964) van der Waals radii (Angstrom); H 1.20 as in Bondi
+VDW_RADII: dict[int, float] = {1: 1.20, 5: 1.92, 6: 1.70, 7: 1.55, 8: 1.52, 9: 1.47, 14: 2.10, 15: 1.80,
+                               16: 1.80, 17: 1.75, 35: 1.85, 53: 1.98}
+_MAX_Z = 86
+
+
+def _radius_table(device) -> Tensor:
+    """(MAX_Z+1, 5) radius by bond category (none, single, double, triple, aromatic); NaN if unknown."""
+    table = torch.full((_MAX_Z + 1, 5), float("nan"), dtype=torch.float64, device=device)
+    for z, (single, double, triple) in COVALENT_RADII.items():
+        double = single if double is None else double  # H has no multiple-bond radius
+        triple = double if triple is None else triple
+        table[z, BOND_SINGLE] = single
+        table[z, BOND_DOUBLE] = double
+        table[z, BOND_TRIPLE] = triple
+        table[z, BOND_AROMATIC] = 0.5 * (single + double)
+    return table
+
+
+def reference_bond_lengths(numbers: Tensor, bonds: Tensor) -> Tensor:
+    """(B, N, N) reference length for each bonded pair (NaN where unbonded or the element is unknown)."""
+    table = _radius_table(bonds.device)
+    z = numbers.long().clamp(0, _MAX_Z)
+    kind = bonds.long()
+    r_i = table[z.unsqueeze(-1).expand_as(kind), kind]
+    r_j = table[z.unsqueeze(-2).expand_as(kind), kind]
+    return torch.where(kind > 0, r_i + r_j, torch.full_like(r_i, float("nan")))
+
+
+def geometry_checks(
+    batch: MolBatch,
+    length_tolerance: float = 0.25,
+    min_angle_deg: float = 45.0,
+    clash_scale: float = 0.55,
+    chunk_size: int = 256,
+) -> dict[str, Tensor]:
+    """Per-molecule (B,) bool tensors ``bond_lengths_ok``, ``bond_angles_ok``, ``no_clash``, ``geometry_ok``.
+
+    Molecules are processed ``chunk_size`` at a time: the angle test holds a (chunk, N, N, N) tensor.
+    """
+    if len(batch) == 0:
+        raise ValueError("geometry_checks: empty batch")
+    parts = []
+    for start in range(0, len(batch), chunk_size):
+        stop = start + chunk_size
+        chunk = MolBatch(batch.numbers[start:stop], batch.charges[start:stop], batch.positions[start:stop],
+                         batch.bonds[start:stop], batch.mask[start:stop])
+        parts.append(_checks(chunk, length_tolerance, min_angle_deg, clash_scale))
+    return {name: torch.cat([p[name] for p in parts]) for name in parts[0]}
+
+
+def _checks(batch: MolBatch, length_tolerance: float, min_angle_deg: float, clash_scale: float):
+    mask = batch.mask
+    pos = batch.positions.double()
+    bonded = (batch.bonds > 0) & mask.unsqueeze(-1) & mask.unsqueeze(-2)
+    dist = torch.cdist(pos, pos)
+
+    ref = reference_bond_lengths(batch.numbers, batch.bonds)
+    rel_error = ((dist - ref) / ref).abs()
+    # unknown elements (NaN reference) fail the length check rather than pass silently
+    length_bad = bonded & ~(rel_error <= length_tolerance)
+    lengths_ok = ~length_bad.flatten(1).any(-1)
+
+    # angle j-i-k for bonded pairs (i, j), (i, k), j != k: cosines over all (i, j, k) at once
+    vec = pos.unsqueeze(1) - pos.unsqueeze(2)  # vec[b, i, j] = x_j - x_i
+    unit = vec / dist.clamp_min(1e-12).unsqueeze(-1)
+    cos = torch.einsum("bijd,bikd->bijk", unit, unit)
+    n = mask.shape[1]
+    distinct = ~torch.eye(n, dtype=torch.bool, device=mask.device)
+    angle_pair = bonded.unsqueeze(-1) & bonded.unsqueeze(-2) & distinct
+    angles_bad = angle_pair & (cos > math.cos(math.radians(min_angle_deg)))
+    angles_ok = ~angles_bad.flatten(1).any(-1)
+
+    # pairs more than two bonds apart: not bonded, no common neighbour, not the same atom
+    adj = bonded.double()
+    two_step = torch.bmm(adj, adj) > 0
+    far = mask.unsqueeze(-1) & mask.unsqueeze(-2) & distinct & ~bonded & ~two_step
+    vdw = torch.full((_MAX_Z + 1,), 1.7, dtype=torch.float64, device=mask.device)
+    for z, radius in VDW_RADII.items():
+        vdw[z] = radius
+    r = vdw[batch.numbers.long().clamp(0, _MAX_Z)]
+    clash = far & (dist < clash_scale * (r.unsqueeze(-1) + r.unsqueeze(-2)))
+    no_clash = ~clash.flatten(1).any(-1)
+    return {
+        "bond_lengths_ok": lengths_ok,
+        "bond_angles_ok": angles_ok,
+        "no_clash": no_clash,
+        "geometry_ok": lengths_ok & angles_ok & no_clash,
+    }
+
+
+def geometry_metrics(batch: MolBatch, **kwargs) -> dict[str, float]:
+    """Fraction of molecules passing each geometry check (keyword arguments as in ``geometry_checks``)."""
+    return {name: float(ok.double().mean()) for name, ok in geometry_checks(batch, **kwargs).items()}
