@@ -1,0 +1,222 @@
+"""Sample graphs or molecules from a GDSS model, decode them, write and read sample files.
+
+As in GDSS: node masks come from the training set's node counts (drawn with replacement, GDSS ``init_flags``),
+x and adj start from their priors (adj symmetric, zero diagonal), both masked; PC sampling (reverse-diffusion
+or Euler predictor, Langevin corrector with batch-averaged norms) or S4 on ``linspace(T, eps, steps)``; the
+last step returns the noise-free mean. Molecules: x thresholded at 0.5, adj quantised to bond orders
+{0, 1, 2, 3} (no valence correction). Generic graphs: adj thresholded at 0.5, isolated nodes dropped.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal, Sequence
+
+import networkx as nx
+import torch
+from torch import Tensor
+
+from graphgen.checkpoint import ModelBundle
+from graphgen.diffusion import build_system, gdss_score_fn
+from shared.io import atomic_write_json, atomic_write_text
+from shared.samplers import pc_sample, s4_sample
+
+__all__ = ["SampleOutput", "sample_graphs", "draw_node_flags", "write_samples", "read_samples"]
+
+
+@dataclass
+class SampleOutput:
+    """Decoded ``items`` (RDKit mols or networkx graphs), total NFE, and raw tensors when requested."""
+
+    items: list[Any]
+    nfe: int
+    x: Tensor | None = None
+    adj: Tensor | None = None
+    flags: Tensor | None = None
+    is_molecule: bool = False
+
+
+def draw_node_flags(node_counts: Tensor, n: int, max_node_num: int, generator: torch.Generator) -> Tensor:
+    """``(n, max_node_num)`` prefix masks with node counts drawn from the histogram ``node_counts``."""
+    counts = torch.as_tensor(node_counts, dtype=torch.float64)
+    if counts.dim() != 1 or counts.numel() > max_node_num + 1 or counts.sum() <= 0 or (counts < 0).any():
+        raise ValueError(f"node_counts must be a non-negative histogram over 0..{max_node_num} with a positive "
+                         f"total, got shape {tuple(counts.shape)}")
+    sizes = torch.multinomial(counts.to(generator.device), n, replacement=True, generator=generator)
+    return (torch.arange(max_node_num, device=sizes.device) < sizes[:, None]).float()
+
+
+class _FiniteCheck:
+    """Wraps a system score fn: raises FloatingPointError naming the sampling step at the first non-finite value."""
+
+    def __init__(self, score_fn, T: float, eps: float, steps: int):
+        self.score_fn, self.T, self.eps, self.steps = score_fn, T, eps, steps
+
+    def _step(self, t: Tensor) -> int:
+        frac = (self.T - float(t[0])) / max(self.T - self.eps, 1e-12)
+        return int(round(frac * (self.steps - 1))) + 1
+
+    def _check(self, what: str, tensors: dict[str, Tensor], t: Tensor) -> None:
+        for key, value in tensors.items():
+            if not torch.isfinite(value).all():
+                raise FloatingPointError(
+                    f"non-finite {what} of {key!r} at sampling step {self._step(t)}/{self.steps} "
+                    f"(t={float(t[0]):.4g}); try more steps, a smaller snr or another checkpoint")
+
+    def __call__(self, state: dict[str, Tensor], t: Tensor, mask: Tensor | None = None) -> dict[str, Tensor]:
+        self._check("state", state, t)
+        out = self.score_fn(state, t, mask)
+        self._check("score", out, t)
+        return out
+
+
+def _sample_batch(bundle: ModelBundle, flags: Tensor, *, sampler: str, predictor: str, corrector: str | None,
+                  steps: int, snr: float, scale_eps: float, n_correct: int, eps: float,
+                  generator: torch.Generator, progress: bool) -> tuple[dict[str, Tensor], int]:
+    cfg = bundle.config
+    system = build_system(cfg)
+    score = _FiniteCheck(gdss_score_fn(bundle.model, system), system.T, eps, steps)
+    b, n, f = flags.shape[0], cfg.data.max_node_num, cfg.data.max_feat_num
+    shapes = {"x": (b, n, f), "adj": (b, n, n)}
+    common = dict(mask=flags, generator=generator, eps=eps, device=flags.device, progress=progress)
+    if sampler == "s4":
+        result = s4_sample(score, system, shapes, steps, snr=snr, scale_eps=scale_eps, **common)
+    else:
+        result = pc_sample(score, system, shapes, steps, predictor=predictor, corrector=corrector, snr=snr,
+                           scale_eps=scale_eps, n_correct=n_correct, **common)
+    for key, value in result.state.items():
+        if not torch.isfinite(value).all():
+            raise FloatingPointError(f"non-finite {key!r} in the final sample (step {steps}/{steps})")
+    return result.state, result.nfe
+
+
+def sample_graphs(bundle: ModelBundle, n: int, *, sampler: Literal["pc", "s4"] | None = None,
+                  steps: int | None = None, snr: float | None = None, scale_eps: float | None = None,
+                  predictor: Literal["reverse_diffusion", "euler_maruyama"] | None = None,
+                  corrector: Literal["langevin", "none"] | None = None, batch_size: int = 1000, seed: int = 0,
+                  device: str | torch.device = "cpu", progress: bool = False, return_tensors: bool = False,
+                  node_counts: Tensor | None = None) -> SampleOutput:
+    """Draw ``n`` graphs (molecules for QM9/ZINC250k) in batches of at most ``batch_size``.
+
+    Unset options follow ``bundle.config.sampler`` (the GDSS settings of the model). ``node_counts`` overrides
+    the bundle's node-count histogram (needed for imported GDSS models without one). Same seed, same output.
+    """
+    if n < 1 or batch_size < 1:
+        raise ValueError(f"n and batch_size must be >= 1, got n={n}, batch_size={batch_size}")
+    cfg, sc = bundle.config, bundle.config.sampler
+    counts = node_counts if node_counts is not None else bundle.node_counts
+    if counts is None:
+        raise ValueError("this model stores no node-count statistics: pass --data-dir (node_counts) so node "
+                         "masks can be drawn from the training set")
+    sampler = sampler or ("s4" if sc.predictor == "s4" else "pc")
+    if sampler not in ("pc", "s4"):
+        raise ValueError(f"sampler must be 'pc' or 's4', got {sampler!r}")
+    predictor = predictor or (sc.predictor if sc.predictor != "s4" else "reverse_diffusion")
+    corrector = corrector or sc.corrector
+    options = dict(sampler=sampler, predictor=predictor, corrector=None if corrector == "none" else corrector,
+                   steps=steps or sc.steps, snr=sc.snr if snr is None else snr,
+                   scale_eps=sc.scale_eps if scale_eps is None else scale_eps, n_correct=sc.n_correct, eps=sc.eps)
+    device = torch.device(device)
+    generator = torch.Generator(device=device).manual_seed(int(seed))
+    bundle.model.to(device).eval()
+    all_flags = draw_node_flags(counts, n, cfg.data.max_node_num, generator)
+    xs, adjs, nfe = [], [], 0
+    for start in range(0, n, batch_size):
+        state, used = _sample_batch(bundle, all_flags[start:start + batch_size], generator=generator,
+                                    progress=progress, **options)
+        xs.append(state["x"].cpu())
+        adjs.append(state["adj"].cpu())
+        nfe += used
+    x, adj = torch.cat(xs), torch.cat(adjs)
+    atom_types = cfg.atom_types
+    if atom_types is not None:
+        from graphgen.representation import decode_molecules
+
+        items: list[Any] = decode_molecules(x, adj, atom_types)
+    else:
+        from graphgen.representation import adjacency_to_graphs
+
+        items = adjacency_to_graphs(adj, threshold=0.5)
+    keep = return_tensors
+    return SampleOutput(items, nfe, x if keep else None, adj if keep else None,
+                        all_flags.cpu() if keep else None, atom_types is not None)
+
+
+# ---------------------------------------------------------------------------------------------- files
+def _mol_smiles(mol) -> str:
+    from rdkit import Chem
+
+    try:
+        return Chem.MolToSmiles(mol)
+    except Exception:  # RDKit raises its own types for broken (uncorrected) molecules
+        return ""
+
+
+def write_samples(path: str | os.PathLike, items: Sequence[Any]) -> Path:
+    """Write molecules (.smi / .txt SMILES, one per line; .sdf 2-D) or graphs (.json edge lists; .graphml)."""
+    path = Path(path)
+    suffix = path.suffix.lower()
+    if suffix in (".smi", ".txt"):
+        return atomic_write_text(path, "".join(_mol_smiles(m) + "\n" for m in items))
+    if suffix == ".sdf":
+        return atomic_write_text(path, _sdf_text(items))
+    if suffix == ".json":
+        graphs = [{"num_nodes": g.number_of_nodes(), "edges": [[int(u), int(v)] for u, v in
+                                                               nx.convert_node_labels_to_integers(g).edges]}
+                  for g in items]
+        return atomic_write_json(path, {"name": "graphgen samples", "graphs": graphs}, indent=None)
+    if suffix == ".graphml":
+        writer = nx.readwrite.graphml.GraphMLWriter()
+        writer.add_graphs([nx.convert_node_labels_to_integers(g) for g in items])
+        return atomic_write_text(path, str(writer))
+    raise ValueError(f"unknown sample file type {path.suffix!r} for {path}: use .smi, .txt, .sdf, .json or .graphml")
+
+
+def _sdf_text(mols: Sequence[Any]) -> str:
+    from rdkit import Chem
+    from rdkit.Chem import rdDepictor
+
+    blocks = []
+    for mol in mols:
+        mol = Chem.Mol(mol)
+        mol.UpdatePropertyCache(strict=False)  # uncorrected molecules may be over-valent: no sanitisation
+        Chem.FastFindRings(mol)
+        try:
+            rdDepictor.Compute2DCoords(mol)
+        except (RuntimeError, ValueError):
+            pass  # coordinates are cosmetic: the block is still valid with zeros
+        blocks.append(Chem.MolToMolBlock(mol, kekulize=False) + "$$$$\n")
+    return "".join(blocks)
+
+
+def read_samples(path: str | os.PathLike) -> tuple[list[Any], bool]:
+    """``(items, is_molecule)``: SMILES strings from .smi/.txt/.sdf, networkx graphs from .json/.graphml."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"sample file not found: {path}")
+    suffix = path.suffix.lower()
+    if suffix in (".smi", ".txt"):
+        return [line.split()[0] if line.strip() else "" for line in path.read_text().splitlines()], True
+    if suffix == ".sdf":
+        from rdkit import Chem
+
+        supplier = Chem.SDMolSupplier(str(path), sanitize=True)
+        return [Chem.MolToSmiles(m) if m is not None else "" for m in supplier], True
+    if suffix == ".json":
+        payload = json.loads(path.read_text())
+        if not isinstance(payload, dict) or "graphs" not in payload:
+            raise ValueError(f"{path}: expected an object with a 'graphs' list")
+        graphs = []
+        for entry in payload["graphs"]:
+            g = nx.Graph()
+            g.add_nodes_from(range(int(entry["num_nodes"])))
+            g.add_edges_from((int(u), int(v)) for u, v in entry["edges"])
+            graphs.append(g)
+        return graphs, False
+    if suffix == ".graphml":
+        reader = nx.readwrite.graphml.GraphMLReader(node_type=int)
+        return list(reader(path=str(path))), False
+    raise ValueError(f"unknown sample file type {path.suffix!r} for {path}: use .smi, .txt, .sdf, .json or .graphml")

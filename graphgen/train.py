@@ -1,0 +1,145 @@
+"""Train a GDSS model with the shared Trainer.
+
+Faithful to GDSS: Adam (L2 weight decay) at ``train.lr``, exponential LR decay ``lr_decay`` per epoch (applied
+smoothly per step, equal at epoch boundaries), EMA with GDSS's warm-up (``min(decay, (1+n)/(10+n))``), train
+eps 1e-5, the loss of :func:`graphgen.diffusion.gdss_loss`. Deviations: one optimiser over both networks (Adam
+is element-wise, so this equals GDSS's two optimisers) and one *global* gradient-norm clip over both networks
+(GDSS clips each network to ``grad_norm`` separately; the shared Trainer clips globally).
+
+Run directory: ``config.yaml``, ``node_counts.json`` (node-count histogram of the training set, so sampling
+needs no data), ``checkpoints/`` (resumable trainer checkpoints), ``log.jsonl`` / ``log.csv`` and, at the end,
+``model.pt`` (:mod:`graphgen.checkpoint` format with EMA weights).
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader, Dataset
+
+from graphgen.checkpoint import save_model
+from graphgen.diffusion import MOLECULE_DATASETS, DataConfig, GraphGenConfig, build_model, build_system, make_loss_fn
+from shared.config import config_to_dict, load_config, save_config
+from shared.io import atomic_write_json
+from shared.training import Trainer, TrainerConfig, latest_checkpoint
+
+__all__ = ["train", "load_training_data", "load_test_data", "node_count_histogram"]
+
+SYNTHETIC = ("synthetic_community", "synthetic_grid")
+
+
+def _synthetic_graphs(cfg: DataConfig) -> list:
+    from graphgen.data import community_graphs, grid_graphs
+
+    rng = np.random.default_rng(cfg.seed)
+    if cfg.name == "synthetic_community":
+        return community_graphs(cfg.num_graphs, rng, node_range=(min(12, cfg.max_node_num), cfg.max_node_num))
+    side = max(2, int(math.isqrt(cfg.max_node_num)))
+    return grid_graphs(cfg.num_graphs, rng, side_range=(2, side))
+
+
+def _check_features(cfg: DataConfig) -> None:
+    atoms = MOLECULE_DATASETS.get(cfg.name)
+    if atoms is not None and cfg.max_feat_num != len(atoms):
+        raise ValueError(f"data.max_feat_num={cfg.max_feat_num} but {cfg.name} has {len(atoms)} atom types")
+
+
+def load_training_data(cfg: DataConfig, data_dir: str | os.PathLike | None = None) -> Dataset:
+    """The training split of ``cfg.name`` as GDSS tensors ``{"x", "adj", "flags"}`` per item."""
+    from graphgen import data
+
+    _check_features(cfg)
+    if cfg.name == "QM9":
+        return data.MoleculeDataset(data.load_qm9(data_dir)[0])
+    if cfg.name == "ZINC250k":
+        return data.MoleculeDataset(data.load_zinc250k(data_dir=data_dir)[0])
+    if cfg.name in SYNTHETIC:
+        graphs = _synthetic_graphs(cfg)
+    elif cfg.name in data.GRAPH_DATASETS:
+        graphs = data.load_graph_dataset(cfg.name, data_dir)[0]
+    else:
+        raise ValueError(f"unknown dataset {cfg.name!r}; choose from "
+                         f"{sorted([*data.GRAPH_DATASETS, *MOLECULE_DATASETS, *SYNTHETIC])}")
+    return data.GraphDataset(graphs, cfg.max_node_num, cfg.max_feat_num)
+
+
+def load_test_data(cfg: DataConfig, data_dir: str | os.PathLike | None = None) -> tuple[list, list[str] | None]:
+    """``(test graphs, None)`` for graph sets or ``(test SMILES, train SMILES)`` for molecule sets."""
+    from graphgen import data
+
+    if cfg.name == "QM9":
+        train, test = data.load_qm9(data_dir)
+        return test.smiles, train.smiles
+    if cfg.name == "ZINC250k":
+        train, test = data.load_zinc250k(data_dir=data_dir)
+        return test.smiles, train.smiles
+    if cfg.name in data.GRAPH_DATASETS:
+        return data.load_graph_dataset(cfg.name, data_dir)[1], None
+    if cfg.name in SYNTHETIC:  # a fresh draw with another seed stands in for a test split
+        return _synthetic_graphs(DataConfig(**{**config_to_dict(cfg), "seed": cfg.seed + 1})), None
+    raise ValueError(f"unknown dataset {cfg.name!r}")
+
+
+def node_count_histogram(dataset: Dataset, max_node_num: int) -> torch.Tensor:
+    """``counts[k]`` = number of items with k real nodes (from the dataset's node flags)."""
+    if hasattr(dataset, "flags"):
+        sizes = torch.as_tensor(dataset.flags).sum(-1).round().long()
+    elif hasattr(dataset, "data") and hasattr(dataset.data, "atoms"):
+        sizes = torch.as_tensor((dataset.data.atoms >= 0).sum(-1), dtype=torch.long)
+    else:
+        sizes = torch.tensor([int(dataset[i]["flags"].sum().round()) for i in range(len(dataset))])
+    if sizes.numel() and int(sizes.max()) > max_node_num:
+        raise ValueError(f"dataset has a graph with {int(sizes.max())} nodes > max_node_num={max_node_num}")
+    return torch.bincount(sizes, minlength=max_node_num + 1)
+
+
+def _trainer_config(cfg: GraphGenConfig, steps_per_epoch: int, device: str, progress: bool) -> TrainerConfig:
+    t = cfg.train
+    max_steps = t.max_steps if t.max_steps is not None else t.num_epochs * steps_per_epoch
+    return TrainerConfig(
+        max_steps=max_steps, lr=t.lr, weight_decay=t.weight_decay, grad_clip=t.grad_clip, ema_decay=t.ema,
+        ema_warmup=True, lr_schedule="constant" if t.lr_decay is None else "exponential",
+        lr_gamma=1.0 if t.lr_decay is None else t.lr_decay ** (1.0 / steps_per_epoch),
+        log_every=t.log_every, checkpoint_every=t.checkpoint_every, keep_last=t.keep_last, seed=t.seed,
+        device=device, progress=progress)
+
+
+def train(config: GraphGenConfig, run_dir: str | os.PathLike, data_dir: str | os.PathLike | None = None, *,
+          dataset: Dataset | None = None, device: str = "auto", progress: bool = True,
+          steps: int | None = None) -> Path:
+    """Train (or resume the run in ``run_dir``) and write ``run_dir/model.pt``; returns its path.
+
+    ``dataset`` replaces the configured training data; ``steps`` stops after that many more steps (the
+    model file then holds the weights so far).
+    """
+    run_dir = Path(run_dir)
+    config_path = run_dir / "config.yaml"
+    if config_path.is_file():
+        saved = load_config(GraphGenConfig, config_path)
+        if config_to_dict(saved) != config_to_dict(config):
+            raise ValueError(f"{run_dir} holds a run with a different config; use a new --run-dir")
+    else:
+        save_config(config, config_path)
+    if dataset is None:
+        dataset = load_training_data(config.data, data_dir)
+    counts = node_count_histogram(dataset, config.data.max_node_num)
+    atomic_write_json(run_dir / "node_counts.json", counts.tolist())
+
+    with torch.random.fork_rng(devices=[]):  # initial weights from train.seed, global RNG untouched
+        torch.manual_seed(config.train.seed)
+        model = build_model(config)
+    optimizer = torch.optim.Adam(model.parameters(), lr=config.train.lr, weight_decay=config.train.weight_decay)
+    loader = DataLoader(dataset, batch_size=config.data.batch_size, shuffle=True)
+    tcfg = _trainer_config(config, len(loader), device, progress)
+    trainer = Trainer(model, make_loss_fn(build_system(config), config.train.eps), loader, tcfg, run_dir,
+                      optimizer=optimizer)
+    if latest_checkpoint(run_dir) is not None:
+        trainer.resume()
+    trainer.train(steps)
+    ema = dict(trainer.ema.shadow) if trainer.ema is not None else None
+    return save_model(run_dir / "model.pt", config, model, ema_state=ema, node_counts=counts,
+                      source=f"trained in {run_dir} for {trainer.step} steps")
