@@ -43,6 +43,18 @@ def _time_features(embed: TimeEmbedding | None, t: Tensor | None, x: Tensor) -> 
     return embed(t.to(x.dtype))[:, None, :].expand(-1, x.shape[1], -1)
 
 
+def _attention_stack(num_layers: int, num_linears: int, feat_in: int, nhid: int, adim: int, c_init: int,
+                     c_hid: int, c_final: int, num_heads: int) -> nn.ModuleList:
+    """GDSS's stack of attention layers: channels c_init -> c_hid -> ... -> c_final, features feat_in -> nhid."""
+    layers = nn.ModuleList()
+    for i in range(num_layers):
+        conv_in, attn_dim = (feat_in, nhid) if i == 0 else (nhid, adim)
+        c_in = c_init if i == 0 else c_hid
+        c_out = c_final if i == num_layers - 1 else c_hid
+        layers.append(AttentionLayer(num_linears, conv_in, attn_dim, nhid, c_in, c_out, num_heads))
+    return layers
+
+
 class ScoreNetworkX(nn.Module):
     """Dense GCN layers with tanh, concatenation of all layer outputs, 3-layer ELU MLP to a score per feature."""
 
@@ -78,14 +90,8 @@ class ScoreNetworkX_GMH(nn.Module):
         if conv != "GCN":
             raise ValueError(f"only conv='GCN' is implemented, got {conv!r}")
         self.depth, self.c_init = depth, c_init
-        self.layers = nn.ModuleList()
-        for i in range(depth):
-            if i == 0:
-                self.layers.append(AttentionLayer(num_linears, max_feat_num, nhid, nhid, c_init, c_hid, num_heads))
-            elif i == depth - 1:
-                self.layers.append(AttentionLayer(num_linears, nhid, adim, nhid, c_hid, c_final, num_heads))
-            else:
-                self.layers.append(AttentionLayer(num_linears, nhid, adim, nhid, c_hid, c_hid, num_heads))
+        self.layers = _attention_stack(depth, num_linears, max_feat_num, nhid, adim, c_init, c_hid, c_final,
+                                       num_heads)
         fdim = max_feat_num + depth * nhid
         self.final = MLP(3, fdim, 2 * fdim, max_feat_num, activation=F.elu)
 
@@ -114,14 +120,8 @@ class ScoreNetworkA(nn.Module):
         self.max_node_num, self.num_layers, self.c_init = max_node_num, num_layers, c_init
         self.time_embed = TimeEmbedding(time_dim) if time_conditioned else None
         feat_in = max_feat_num + (time_dim if time_conditioned else 0)
-        self.layers = nn.ModuleList()
-        for i in range(num_layers):
-            if i == 0:
-                self.layers.append(AttentionLayer(num_linears, feat_in, nhid, nhid, c_init, c_hid, num_heads))
-            elif i == num_layers - 1:
-                self.layers.append(AttentionLayer(num_linears, nhid, adim, nhid, c_hid, c_final, num_heads))
-            else:
-                self.layers.append(AttentionLayer(num_linears, nhid, adim, nhid, c_hid, c_hid, num_heads))
+        self.layers = _attention_stack(num_layers, num_linears, feat_in, nhid, adim, c_init, c_hid, c_final,
+                                       num_heads)
         self.fdim = c_hid * (num_layers - 1) + c_final + c_init
         self.final = MLP(3, self.fdim, 2 * self.fdim, 1, activation=F.elu)
 
