@@ -11,10 +11,11 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 
 from crysgen import __version__
+from shared.cli_common import UserError, add_common_options, build_parser, resolve_device, run_cli
 from shared.cli_common import add_version_parser as _add_version_parser
-from shared.cli_common import build_parser, run_cli
 
 PROG = "crysgen"
 DESCRIPTION = "Score-based and flow-matching generative models for crystal structures."
@@ -24,7 +25,207 @@ def add_version_parser(subparsers: argparse._SubParsersAction) -> argparse.Argum
     return _add_version_parser(subparsers, PROG, __version__)
 
 
-SUBCOMMANDS = [add_version_parser]
+# --- train --------------------------------------------------------------------------------------------------
+
+
+def add_train_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
+    parser = subparsers.add_parser("train", help="train (or resume) a crystal-matrix EDM model from a YAML config")
+    parser.add_argument("config", help="YAML config (e.g. crysgen/configs/perov5.yaml)")
+    parser.add_argument("overrides", nargs="*", help="dotted key=value overrides, e.g. trainer.max_steps=1000")
+    parser.add_argument("--run-dir", default=None, help="run directory (default runs/<date>-crysgen-<name>-<hash>)")
+    add_common_options(parser, seed=False)
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+    parser.set_defaults(handler=_train)
+    return parser
+
+
+def _train(args: argparse.Namespace) -> int:
+    from crysgen.train import default_run_dir, load_train_config, train
+
+    overrides = list(args.overrides)
+    if args.device != "auto":
+        overrides.append(f"trainer.device={resolve_device(args.device)}")
+    if args.no_progress:
+        overrides.append("trainer.progress=false")
+    config = load_train_config(args.config, overrides)
+    run_dir = Path(args.run_dir) if args.run_dir else default_run_dir(config)
+    print(f"run directory: {run_dir}")
+    train(config, run_dir, args.data_dir)
+    return 0
+
+
+# --- sample -------------------------------------------------------------------------------------------------
+
+
+def _guidance(items: list[str]) -> dict[str, float]:
+    values = {}
+    for item in items:
+        name, sep, raw = item.partition("=")
+        try:
+            values[name.strip()] = float(raw)
+        except ValueError:
+            raise UserError(f"--guidance expects property=value with a number, got {item!r}") from None
+        if not sep or not name.strip():
+            raise UserError(f"--guidance expects property=value, got {item!r}")
+    return values
+
+
+def add_sample_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
+    parser = subparsers.add_parser("sample", help="generate crystals (CIFs + summary.csv)")
+    parser.add_argument("checkpoint", nargs="?", default=None,
+                        help="model.pt or run directory (default: the embedded perov-5 model)")
+    parser.add_argument("-n", "--num", type=int, default=100, help="number of crystals (default 100)")
+    parser.add_argument("--out", required=True, help="output directory")
+    parser.add_argument("--steps", type=int, default=None, help="sampler steps (default: the model's, 100)")
+    parser.add_argument("--guidance", action="append", default=[], metavar="PROP=VALUE",
+                        help="condition on a property value (raw units); repeat for several properties")
+    parser.add_argument("--scale", type=float, default=1.0, help="classifier-free guidance scale (default 1)")
+    parser.add_argument("--batch-size", type=int, default=256)
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+    add_common_options(parser, data_dir=False)
+    parser.set_defaults(handler=_sample)
+    return parser
+
+
+def _sample(args: argparse.Namespace) -> int:
+    from crysgen.diffusion import SamplingError
+    from crysgen.sample import sample_crystals, write_samples
+
+    if args.num < 1:
+        raise UserError(f"-n must be >= 1, got {args.num}")
+    try:
+        result = sample_crystals(args.checkpoint, args.num, steps=args.steps, guidance=_guidance(args.guidance),
+                                 guidance_scale=args.scale, seed=args.seed, batch_size=args.batch_size,
+                                 device=resolve_device(args.device), progress=not args.no_progress)
+    except SamplingError as err:
+        raise UserError(str(err)) from err
+    csv_path = write_samples(result, args.out)
+    print(f"{result.n_decoded}/{args.num} decoded crystals in {result.seconds:.1f} s "
+          f"({result.nfe} denoiser evaluations each) -> {csv_path.parent}")
+    return 0
+
+
+# --- evaluate -----------------------------------------------------------------------------------------------
+
+
+def load_generated(source: str | Path) -> list:
+    """Structures (None = undecodable) from a sample directory (CIFs + summary.csv) or a CSV with a ``cif`` column."""
+    import csv
+
+    from pymatgen.core import Structure
+
+    source = Path(source)
+    if source.is_file() and source.suffix == ".csv":
+        with source.open(newline="", encoding="utf-8") as handle:
+            rows = list(csv.DictReader(handle))
+        if rows and "cif" in rows[0]:
+            return [Structure.from_str(row["cif"], fmt="cif") if row["cif"] else None for row in rows]
+        source = source.parent  # our summary.csv: read the CIFs next to it
+    if not source.is_dir():
+        raise FileNotFoundError(f"no sample directory or CSV at {source}")
+    summary = source / "summary.csv"
+    if summary.is_file():
+        with summary.open(newline="", encoding="utf-8") as handle:
+            rows = list(csv.DictReader(handle))
+        return [Structure.from_file(source / f"sample_{int(r['index']):05d}.cif") if r["decoded"] == "True" else None
+                for r in rows]
+    cifs = sorted(source.glob("*.cif"))
+    if not cifs:
+        raise FileNotFoundError(f"{source} holds no summary.csv and no *.cif files")
+    return [Structure.from_file(path) for path in cifs]
+
+
+def add_evaluate_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
+    parser = subparsers.add_parser("evaluate", help="CDVAE metrics of generated crystals against a dataset split")
+    parser.add_argument("source", help="sample directory or CSV")
+    parser.add_argument("--dataset", default="perov_5", help="benchmark (default perov_5)")
+    parser.add_argument("--reference", default="test", help="reference split for coverage/Wasserstein (test)")
+    parser.add_argument("--train-split", default="val",
+                        help="split the model was trained on, for novelty (default val: perov-5 here trains on val)")
+    parser.add_argument("--workers", type=int, default=1, help="processes for fingerprints (default 1)")
+    parser.add_argument("--out", default=None, help="write metrics JSON here (default SOURCE/metrics.json)")
+    add_common_options(parser, device=False)
+    parser.set_defaults(handler=_evaluate)
+    return parser
+
+
+def _evaluate(args: argparse.Namespace) -> int:
+    from concurrent.futures import ProcessPoolExecutor
+
+    from crysgen.data import load_dataset
+    from crysgen.evaluate import evaluate_crystals
+    from crysgen.train import default_cache_dir
+    from shared.io import atomic_write_json
+
+    generated = load_generated(args.source)
+    cache = default_cache_dir()
+    reference = load_dataset(args.dataset, args.reference, args.data_dir, cache_dir=cache).structures
+    train = None
+    if args.train_split:
+        train = load_dataset(args.dataset, args.train_split, args.data_dir, cache_dir=cache).structures
+    pool = ProcessPoolExecutor(args.workers) if args.workers > 1 else None
+    try:
+        report = evaluate_crystals(generated, reference=reference, train=train, dataset=args.dataset,
+                                   executor=pool, seed=args.seed)
+    finally:
+        if pool is not None:
+            pool.shutdown()
+    report["protocol"].update(reference_split=args.reference, train_split=args.train_split)
+    source = Path(args.source)
+    out = Path(args.out) if args.out else (source if source.is_dir() else source.parent) / "metrics.json"
+    atomic_write_json(out, report)
+    for name, value in report["metrics"].items():
+        print(f"{name}: {value:.4f}" if isinstance(value, float) else f"{name}: {value}")
+    print(f"-> {out}")
+    return 0
+
+
+# --- relax --------------------------------------------------------------------------------------------------
+
+
+def add_relax_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
+    parser = subparsers.add_parser("relax", help="relax generated crystals with CHGNet or EMT (ASE)")
+    parser.add_argument("source", help="sample directory or CSV")
+    parser.add_argument("--calculator", choices=["chgnet", "emt"], default="chgnet")
+    parser.add_argument("--fmax", type=float, default=0.1, help="force threshold in eV/A (default 0.1)")
+    parser.add_argument("--steps", type=int, default=500, help="max optimiser steps (default 500)")
+    parser.add_argument("--limit", type=int, default=None, help="relax only the first N crystals")
+    parser.add_argument("--out", default=None, help="output directory (default SOURCE/relaxed)")
+    parser.add_argument("--cache-dir", default=None, help="hook result cache (default: the output directory)")
+    parser.set_defaults(handler=_relax)
+    return parser
+
+
+def _relax(args: argparse.Namespace) -> int:
+    from pymatgen.core import Structure
+
+    from crysgen.hooks import ASECalculatorHook, CHGNetHook
+    from crysgen.representation import write_cifs
+    from shared.hooks import run_hook
+    from shared.io import atomic_write_json
+
+    structures = [s for s in load_generated(args.source) if s is not None][: args.limit]
+    if args.calculator == "chgnet":
+        hook = CHGNetHook(fmax=args.fmax, steps=args.steps)
+    else:
+        from ase.calculators.emt import EMT
+
+        hook = ASECalculatorHook(EMT, fmax=args.fmax, steps=args.steps, relax_cell=True)
+    source = Path(args.source)
+    out = Path(args.out) if args.out else (source if source.is_dir() else source.parent) / "relaxed"
+    results = run_hook(hook, [s.as_dict() for s in structures], cache_dir=args.cache_dir or out / "cache",
+                       progress=True)
+    relaxed = [Structure.from_dict(r.values["structure"]) if r.ok else None for r in results]
+    write_cifs(relaxed, out, prefix="relaxed")
+    records = [{"index": i, "status": r.status, "reason": r.reason,
+                **{k: v for k, v in r.values.items() if k != "structure"}} for i, r in enumerate(results)]
+    atomic_write_json(out / "energies.json", {"calculator": args.calculator, "results": records})
+    n_ok = sum(r.ok for r in results)
+    print(f"relaxed {n_ok}/{len(results)} crystals with {args.calculator} -> {out}")
+    return 0
+
+
+SUBCOMMANDS = [add_version_parser, add_train_parser, add_sample_parser, add_evaluate_parser, add_relax_parser]
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -12,6 +12,11 @@ import tempfile
 from pathlib import Path
 from typing import Any, Callable, IO
 
+# mkstemp creates 0600 files; give results the permissions a plain open() would (0666 minus the umask)
+_UMASK = os.umask(0)
+os.umask(_UMASK)
+_FILE_MODE = 0o666 & ~_UMASK
+
 __all__ = ["atomic_write", "atomic_write_bytes", "atomic_write_text", "atomic_write_json", "atomic_torch_save"]
 
 
@@ -25,6 +30,7 @@ def atomic_write(path: str | os.PathLike, write: Callable[[IO[bytes]], None]) ->
             write(handle)
             handle.flush()
             os.fsync(handle.fileno())
+        os.chmod(tmp, _FILE_MODE)
         os.replace(tmp, path)
     except BaseException:
         try:
