@@ -1,0 +1,83 @@
+"""Small CPU-trained property regressors shipped with molgen (one ``<property>.pt`` each + ``manifest.json``).
+
+They are far from the EGNN regressors of the literature (a few CPU minutes each; see the manifest for steps,
+time and test MAE next to the references) and are meant for smoke tests, demos and the CLI, not for reporting
+conditional-generation results. ``build_pretrained`` is how they were made; a GPU run of
+``molgen train-regressor`` with a bigger config gives reference-quality models.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import sys
+from pathlib import Path
+
+from shared.config import load_config
+from shared.io import atomic_write_json
+
+__all__ = ["PRETRAINED_DIR", "EGNN_REFERENCE_MAE", "read_manifest", "pretrained_path", "load_pretrained",
+           "build_pretrained"]
+
+PRETRAINED_DIR = Path(__file__).resolve().parent
+# test MAEs of the EGNN property classifiers used by EDM/PropMolFlow (reporting units of REPORTING_UNITS)
+EGNN_REFERENCE_MAE = {"alpha": 0.10, "gap": 64.0, "homo": 39.0, "lumo": 36.0, "mu": 0.043, "Cv": 0.040}
+
+
+def read_manifest(folder: str | os.PathLike = PRETRAINED_DIR) -> dict:
+    path = Path(folder) / "manifest.json"
+    if not path.is_file():
+        raise FileNotFoundError(f"no pretrained-regressor manifest at {path}")
+    return json.loads(path.read_text())
+
+
+def pretrained_path(prop: str, folder: str | os.PathLike = PRETRAINED_DIR) -> Path:
+    """Path of the shipped regressor for ``prop``; FileNotFoundError names the ones available."""
+    path = Path(folder) / f"{prop}.pt"
+    if not path.is_file():
+        available = sorted(p.stem for p in Path(folder).glob("*.pt"))
+        raise FileNotFoundError(f"no pretrained regressor for {prop!r} in {folder}; available: {available}")
+    return path
+
+
+def load_pretrained(prop: str, folder: str | os.PathLike = PRETRAINED_DIR, map_location="cpu"):
+    from molgen.regressor import load_regressor
+
+    return load_regressor(pretrained_path(prop, folder), map_location)
+
+
+def build_pretrained(data: str | os.PathLike, work_dir: str | os.PathLike, properties=None,
+                     overrides: tuple[str, ...] = (), folder: str | os.PathLike = PRETRAINED_DIR) -> dict:
+    """Train one regressor per property (sequentially), copy ``best.pt`` here and write the manifest.
+
+    ``overrides`` are ``RegressorTrainConfig`` keys (e.g. ``max_time_s=240``); the manifest is rewritten after
+    every property, so an interrupted build keeps what finished.
+    """
+    from molgen.train_regressor import REPORTING_UNITS, RegressorTrainConfig, evaluate_regressor, train_regressor
+
+    folder = Path(folder)
+    properties = list(properties or EGNN_REFERENCE_MAE)
+    try:
+        manifest = read_manifest(folder)
+    except FileNotFoundError:
+        manifest = {"protocol": "QM9 (qm9pack, bonds checked against QM9 SMILES), PropMolFlow split: trained on "
+                                "train_regressor (first half of train), early stopping on valid, MAE on test",
+                    "models": {}}
+    for prop in properties:
+        config = load_config(RegressorTrainConfig, None, [f"property={prop}", f"data={data}", *overrides])
+        run_dir = Path(work_dir) / prop
+        summary = train_regressor(config, run_dir)
+        test = evaluate_regressor(run_dir / "best.pt", data, prop)
+        shutil.copyfile(run_dir / "best.pt", folder / f"{prop}.pt")
+        manifest["models"][prop] = {
+            "file": f"{prop}.pt", "unit": REPORTING_UNITS[prop][0], "test_mae": test["mae"], "n_test": test["n"],
+            "egnn_reference_mae": EGNN_REFERENCE_MAE.get(prop), "steps": summary["steps"],
+            "best_step": summary["best_step"], "train_seconds": round(summary["train_seconds"], 1),
+            "stop_reason": summary["stop_reason"], "best_valid_mae": summary["best_valid_mae"],
+            "n_train": summary["n_train"], "overrides": list(overrides),
+            "size_bytes": (folder / f"{prop}.pt").stat().st_size,
+        }
+        atomic_write_json(folder / "manifest.json", manifest)
+        print(f"{prop}: test MAE {test['mae']:.4g} {test['unit']} after {summary['steps']} steps", file=sys.stderr)
+    return manifest
