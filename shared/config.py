@@ -91,6 +91,16 @@ def load_config(cls: type[T], source: str | os.PathLike | dict | None = None,
     return config_from_dict(cls, apply_overrides(data, overrides))
 
 
+def _deep_merge(base: dict, update: dict) -> dict:
+    merged = dict(base)
+    for key, value in update.items():
+        if isinstance(value, dict) and isinstance(merged.get(key), dict):
+            merged[key] = _deep_merge(merged[key], value)
+        else:
+            merged[key] = value
+    return merged
+
+
 def config_from_dict(cls: type[T], data: dict, path: str = "") -> T:
     """Validate ``data`` against dataclass ``cls`` (recursively) and build it."""
     if not (dataclasses.is_dataclass(cls) and isinstance(cls, type)):
@@ -107,7 +117,13 @@ def config_from_dict(cls: type[T], data: dict, path: str = "") -> T:
     for name, field in fields.items():
         key = _join(path, name)
         if name in data:
-            kwargs[name] = _coerce(data[name], hints[name], key)
+            value = data[name]
+            if isinstance(value, dict) and field.default_factory is not dataclasses.MISSING:
+                # a partial section overrides the factory's defaults, it does not replace them
+                default = field.default_factory()
+                if dataclasses.is_dataclass(default) and not isinstance(default, type):
+                    value = _deep_merge(config_to_dict(default), value)
+            kwargs[name] = _coerce(value, hints[name], key)
         elif field.default is dataclasses.MISSING and field.default_factory is dataclasses.MISSING:
             raise ConfigError(f"missing required key {key!r}")
     try:
