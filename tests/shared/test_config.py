@@ -105,20 +105,19 @@ def test_post_init_errors_become_config_errors():
         load_config(TrainerConfig, {"max_steps": 0})
 
 
+
+@dataclasses.dataclass
+class _Inner:
+    lr: float = 1.0
+    steps: int = 10
+
+
+@dataclasses.dataclass
+class _Outer:
+    inner: _Inner = dataclasses.field(default_factory=lambda: _Inner(lr=0.5, steps=99))
+
+
 def test_partial_section_keeps_default_factory_values():
-    import dataclasses
-
-    from shared.config import load_config
-
-    @dataclasses.dataclass
-    class Inner:
-        lr: float = 1.0
-        steps: int = 10
-
-    @dataclasses.dataclass
-    class Outer:
-        inner: Inner = dataclasses.field(default_factory=lambda: Inner(lr=0.5, steps=99))
-
-    cfg = load_config(Outer, {}, overrides=["inner.steps=3"])
-    assert cfg.inner == Inner(lr=0.5, steps=3)  # lr keeps the factory's 0.5, not the class default 1.0
-    assert load_config(Outer, {"inner": {"lr": 2.0}}).inner == Inner(lr=2.0, steps=99)
+    cfg = load_config(_Outer, {}, overrides=["inner.steps=3"])
+    assert cfg.inner == _Inner(lr=0.5, steps=3)  # lr keeps the factory's 0.5, not the class default 1.0
+    assert load_config(_Outer, {"inner": {"lr": 2.0}}).inner == _Inner(lr=2.0, steps=99)
