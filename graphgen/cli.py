@@ -69,15 +69,21 @@ def add_train_parser(subparsers: argparse._SubParsersAction) -> argparse.Argumen
     return parser
 
 
+PRETRAINED_DIR = Path(__file__).parent / "pretrained"  # the embedded default model (QM9) and its manifest
+
+
 def _default_model() -> Path:
-    manifest = Path(__file__).parent / "pretrained" / "manifest.json"
+    manifest = PRETRAINED_DIR / "manifest.json"
     if not manifest.is_file():
-        raise UserError("no CHECKPOINT given and no embedded default model yet (graphgen/pretrained/manifest.json "
-                        "is missing): pass a model file, a run directory or an imported GDSS model")
+        raise UserError(f"no CHECKPOINT given and no embedded default model yet ({manifest} is missing): pass a "
+                        "model file, a run directory or an imported GDSS model")
     import json
 
-    entry = json.loads(manifest.read_text())
-    return manifest.parent / entry["file"]
+    path = manifest.parent / json.loads(manifest.read_text())["file"]
+    if not path.is_file():
+        raise UserError(f"the embedded default model {path} named in {manifest} is missing: reinstall scoregen "
+                        "or pass a CHECKPOINT")
+    return path
 
 
 def _sample(args: argparse.Namespace) -> int:
@@ -115,7 +121,8 @@ def _data_dir_unset() -> bool:
 
 def add_sample_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
     parser = subparsers.add_parser("sample", help="sample graphs/molecules from a model file or run directory")
-    parser.add_argument("checkpoint", nargs="?", default=None, help="model file (.pt) or run directory")
+    parser.add_argument("checkpoint", nargs="?", default=None,
+                        help="model file (.pt) or run directory (default: the embedded QM9 model)")
     parser.add_argument("-n", "--num", type=int, required=True, help="number of samples")
     parser.add_argument("--out", required=True, help="output file: .smi/.txt/.sdf (molecules), .json/.graphml")
     parser.add_argument("--sampler", choices=("pc", "s4"), default=None, help="default: the model's own")

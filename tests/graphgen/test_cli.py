@@ -40,12 +40,6 @@ def test_train_sample_evaluate_round_trip(tmp_path, capsys):
     assert all(metrics[k] >= -1e-9 for k in ("degree", "cluster", "orbit"))
 
 
-def test_sample_without_checkpoint_reports_missing_default(tmp_path, capsys):
-    code = main(["sample", "-n", "2", "--out", str(tmp_path / "x.json"), "--device", "cpu"])
-    assert code == 2
-    assert "no embedded default model yet" in capsys.readouterr().err
-
-
 def test_user_errors_are_one_line(tmp_path, capsys):
     bad = tmp_path / "bad.pth"
     bad.write_bytes(b"\x00\x01 not a checkpoint")
