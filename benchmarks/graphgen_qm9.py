@@ -121,7 +121,8 @@ def main(argv=None) -> int:
     protocol = (
         f"GDSS protocol on QM9 (qm9pack table, GDSS test split valid_idx_qm9.json; kekulized, no hydrogens, C N O F, "
         f"<= 9 atoms). Model: {args.checkpoint}. Sampler: {sampler.predictor} predictor + {sampler.corrector} "
-        f"corrector, snr {sampler.snr}, scale_eps {sampler.scale_eps}, {args.steps or sampler.steps} steps, eps {sampler.eps}, "
+        f"corrector, snr {sampler.snr}, scale_eps {sampler.scale_eps}, {args.steps or sampler.steps} steps, "
+        f"eps {sampler.eps}, "
         f"final step without noise. N = {args.n} in batches of {args.batch} (batch i seeded {args.seed}+i); node "
         "counts drawn from the training split's histogram. Validity w/o correction = fraction of molecules that "
         "pass RDKit valence checks before GDSS's valency correction, over molecules surviving correction (GDSS's "

@@ -21,7 +21,7 @@ import time
 
 import torch
 
-from benchmarks.harness import machine_info, write_results
+from benchmarks.harness import write_results
 from graphgen.models import ScoreNetworkA, ScoreNetworkX_GMH
 from shared.samplers import pc_sample
 from shared.sde import VESDE, VPSDE

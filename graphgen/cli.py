@@ -16,6 +16,7 @@ from pathlib import Path
 
 from graphgen import __version__
 from shared.cli_common import UserError, add_common_options, build_parser, resolve_device, run_cli
+from shared.paths import resolve_data_dir
 from shared.cli_common import add_version_parser as _add_version_parser
 
 PROG = "graphgen"
@@ -114,8 +115,6 @@ def _sample(args: argparse.Namespace) -> int:
 
 
 def _data_dir_unset() -> bool:
-    from shared.paths import resolve_data_dir
-
     return resolve_data_dir(None) is None
 
 
@@ -149,7 +148,13 @@ def _evaluate(args: argparse.Namespace) -> int:
     if is_molecule != (args.dataset in MOLECULE_DATASETS):
         raise UserError(f"{args.samples} holds {'molecules' if is_molecule else 'graphs'} but dataset "
                         f"{args.dataset} is {'a molecule set' if args.dataset in MOLECULE_DATASETS else 'graphs'}")
-    reference, train_smiles = load_test_data(DataConfig(name=args.dataset), args.data_dir)
+    if is_molecule and resolve_data_dir(args.data_dir) is None:
+        # validity and uniqueness need no reference data; novelty and FCD do, and say so
+        print("note: no --data-dir / $SCOREGEN_DATA: novelty and FCD (need the QM9/ZINC splits) are skipped",
+              file=sys.stderr)
+        reference, train_smiles = None, None
+    else:
+        reference, train_smiles = load_test_data(DataConfig(name=args.dataset), args.data_dir)
     if is_molecule:
         metrics = _molecule_metrics(items, reference, train_smiles, args)
     else:
@@ -164,15 +169,16 @@ def _evaluate(args: argparse.Namespace) -> int:
     return 0
 
 
-def _molecule_metrics(smiles: list[str], test_smiles: list[str], train_smiles: list[str],
+def _molecule_metrics(smiles: list[str], test_smiles: list[str] | None, train_smiles: list[str] | None,
                       args: argparse.Namespace) -> dict:
     from graphgen.metrics import canonical_smiles, novelty, uniqueness
 
     valid = [s for s in (canonical_smiles(s) if s else None for s in smiles) if s]
     metrics = {"validity_wo_correction": len(valid) / max(len(smiles), 1),
-               "uniqueness": uniqueness(valid) if valid else 0.0,
-               "novelty": novelty(valid, train_smiles) if valid else 0.0}
-    if valid and not args.no_fcd:
+               "uniqueness": uniqueness(valid) if valid else 0.0}
+    if train_smiles is not None:
+        metrics["novelty"] = novelty(valid, train_smiles) if valid else 0.0
+    if valid and test_smiles is not None and not args.no_fcd:
         from graphgen.metrics import fcd_score
 
         metrics["fcd"] = fcd_score(valid, test_smiles, device=str(resolve_device(args.device)))
@@ -193,7 +199,6 @@ def add_evaluate_parser(subparsers: argparse._SubParsersAction) -> argparse.Argu
 def _import_gdss(args: argparse.Namespace) -> int:
     from graphgen.checkpoint import import_gdss, save_model
 
-    from shared.paths import resolve_data_dir
 
     config, model, ema, counts = import_gdss(args.file, resolve_data_dir(args.data_dir))
     path = save_model(args.out, config, model, ema_state=ema, node_counts=counts, source=str(args.file))

@@ -56,7 +56,8 @@ def run(steps: int = 2000, n_samples: int = 2000, seed: int = 0) -> dict:
     def loss_fn(net, batch, generator):
         return dsm_loss(net, batch[0], sde, generator=generator).mean()
 
-    config = TrainerConfig(max_steps=steps, lr=2e-3, ema_decay=0.995, ema_warmup=True, lr_schedule="cosine", warmup_steps=100,
+    config = TrainerConfig(max_steps=steps, lr=2e-3, ema_decay=0.995, ema_warmup=True, lr_schedule="cosine",
+                           warmup_steps=100,
                            log_every=500, checkpoint_every=None, seed=seed, device="cpu", progress=True)
     start = time.perf_counter()
     with tempfile.TemporaryDirectory() as run_dir:
@@ -77,7 +78,8 @@ def run(steps: int = 2000, n_samples: int = 2000, seed: int = 0) -> dict:
     }
     rows = []
     truth = mixture_statistics(reference, gmm)
-    rows.append({"sampler": "data (fresh draw)", "score": "-", "nfe": 0, "energy_distance": 0.0, **truth, "seconds": 0.0})
+    rows.append({"sampler": "data (fresh draw)", "score": "-", "nfe": 0, "energy_distance": 0.0, "seconds": 0.0,
+                 **truth})
     for name, sample in samplers.items():
         for label, score in (("learned", model), ("exact", exact)):
             t0 = time.perf_counter()

@@ -21,7 +21,7 @@ try:
 except ImportError:  # Python 3.10
     tomllib = pytest.importorskip("tomli")
 
-from benchmarks import harness
+from benchmarks import harness  # noqa: E402
 
 # pyproject (PyPI) name -> conda-forge name, or "pip" for packages installed through environment.yml's pip list.
 # A new dependency must be added here deliberately: the test below fails until it is.
