@@ -51,16 +51,19 @@ def load_bundle(checkpoint: str, data_dir: str | None, work: Path):
     return load_model(checkpoint)
 
 
-def sample_batches(bundle, n: int, batch: int, seed: int, work: Path, threads: int, steps: int | None) -> dict:
+def sample_batches(bundle, n: int, batch: int, seed: int, work: Path, threads: int, steps: int | None,
+                   existing_only: bool = False) -> dict:
     from graphgen.sample import sample_graphs
 
     work.mkdir(parents=True, exist_ok=True)
     n_batches = (n + batch - 1) // batch
-    times = []
     for i in range(n_batches):
         path = work / f"batch_{i:04d}.pt"
         if path.is_file():
             continue
+        if existing_only:  # evaluate the finished prefix of an interrupted or still-running run
+            n_batches = i
+            break
         size = min(batch, n - i * batch)
         start = time.perf_counter()
         out = sample_graphs(bundle, size, batch_size=size, seed=seed + i, steps=steps, return_tensors=True,
@@ -69,6 +72,8 @@ def sample_batches(bundle, n: int, batch: int, seed: int, work: Path, threads: i
         atomic_torch_save({"x": out.x, "adj": out.adj, "nfe": out.nfe, "seconds": seconds, "threads": threads}, path)
         print(f"batch {i + 1}/{n_batches}: {size} molecules in {seconds:.1f} s ({size / seconds:.2f} mol/s)",
               flush=True)
+    if n_batches == 0:
+        raise SystemExit(f"no finished batches in {work}")
     parts = [torch.load(work / f"batch_{i:04d}.pt", weights_only=True) for i in range(n_batches)]
     times = [p["seconds"] for p in parts]
     return {"x": torch.cat([p["x"] for p in parts]), "adj": torch.cat([p["adj"] for p in parts]),
@@ -105,6 +110,8 @@ def main(argv=None) -> int:
     parser.add_argument("--threads", type=int, default=None)
     parser.add_argument("--name", default="graphgen_qm9")
     parser.add_argument("--steps", type=int, default=None, help="override the model's sampler steps")
+    parser.add_argument("--existing-only", action="store_true",
+                        help="sample nothing: evaluate the batches already finished in --work")
     args = parser.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -112,10 +119,12 @@ def main(argv=None) -> int:
     work.mkdir(parents=True, exist_ok=True)
     bundle = load_bundle(args.checkpoint, args.data_dir, work)
     sampler = bundle.config.sampler
-    samples = sample_batches(bundle, args.n, args.batch, args.seed, work, torch.get_num_threads(), args.steps)
+    samples = sample_batches(bundle, args.n, args.batch, args.seed, work, torch.get_num_threads(), args.steps,
+                             args.existing_only)
+    n_done = samples["x"].shape[0]
     metrics = evaluate(samples["x"], samples["adj"], bundle.config.atom_types, args.data_dir, work / "fcd_cache")
     total_s = sum(samples["seconds_per_batch"])
-    metrics.update({"sampling_seconds": total_s, "molecules_per_second": args.n / total_s,
+    metrics.update({"sampling_seconds": total_s, "molecules_per_second": n_done / total_s,
                     "nfe_per_batch": samples["nfe_per_batch"], "batch_size": args.batch})
     table = [{"metric": k, "value": v} for k, v in metrics.items() if isinstance(v, (int, float))]
     protocol = (
@@ -123,7 +132,8 @@ def main(argv=None) -> int:
         f"<= 9 atoms). Model: {args.checkpoint}. Sampler: {sampler.predictor} predictor + {sampler.corrector} "
         f"corrector, snr {sampler.snr}, scale_eps {sampler.scale_eps}, {args.steps or sampler.steps} steps, "
         f"eps {sampler.eps}, "
-        f"final step without noise. N = {args.n} in batches of {args.batch} (batch i seeded {args.seed}+i); node "
+        f"final step without noise. N = {n_done} (of {args.n} requested) in batches of {args.batch} "
+        f"(batch i seeded {args.seed}+i); node "
         "counts drawn from the training split's histogram. Validity w/o correction = fraction of molecules that "
         "pass RDKit valence checks before GDSS's valency correction, over molecules surviving correction (GDSS's "
         "ratio; also reported over all samples); validity/uniqueness/novelty on corrected largest fragments "
