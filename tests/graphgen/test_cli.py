@@ -60,3 +60,14 @@ def test_import_gdss_then_sample(reference_data, tmp_path, capsys):
     assert main(["sample", str(model), "-n", "2", "--steps", "5", "--out", str(out), "--device", "cpu",
                  "--no-progress"]) == 0
     assert len(read_samples(out)[0]) == 2
+
+
+def test_evaluate_molecules_without_reference_data(tmp_path, capsys, monkeypatch):
+    monkeypatch.delenv("SCOREGEN_DATA", raising=False)
+    samples = tmp_path / "mols.smi"
+    samples.write_text("CCO\nCCO\nc1ccccc1\nC(C)(C)(C)(C)C\n")  # the last one is over-valent
+    assert main(["evaluate", str(samples), "--dataset", "QM9", "--out", str(tmp_path / "m.json")]) == 0
+    captured = capsys.readouterr()
+    assert "novelty and FCD" in captured.err
+    assert "validity_wo_correction: 0.75" in captured.out
+    assert "uniqueness: 0.666" in captured.out and "novelty" not in captured.out
