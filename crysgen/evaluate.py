@@ -180,6 +180,11 @@ class CrystalBatch:
         return self._cache[name]
 
     @property
+    def valid_structures(self) -> list:
+        """The structures that pass both validity checks, in input order."""
+        return [s for s, ok in zip(self.structures, self.valid) if ok]
+
+    @property
     def struct_valid(self) -> np.ndarray:
         return np.array([c[0] for c in self._map("checks", _checks)], dtype=bool)
 
@@ -304,7 +309,7 @@ def make_evaluators(*, n_samples: int = 1000, seed: int = 0, cov_cutoffs: tuple[
         from scipy.stats import wasserstein_distance
 
         batch, ref = CrystalBatch.of(generated), CrystalBatch.of(context["reference"])
-        valid = [s for s, ok in zip(batch.structures, batch.valid) if ok]
+        valid = batch.valid_structures
         if not valid:
             return {"wdist_density": math.nan, "wdist_num_elems": math.nan}
         if len(valid) > n_samples:
@@ -320,7 +325,7 @@ def make_evaluators(*, n_samples: int = 1000, seed: int = 0, cov_cutoffs: tuple[
     @evaluator("crystal_uniqueness")
     def uniqueness(generated, context):
         batch = CrystalBatch.of(generated)
-        valid = [s for s, ok in zip(batch.structures, batch.valid) if ok]
+        valid = batch.valid_structures
         if not valid:
             return {"unique": math.nan}
         matcher = _matcher(matcher_kwargs)
@@ -330,7 +335,7 @@ def make_evaluators(*, n_samples: int = 1000, seed: int = 0, cov_cutoffs: tuple[
     @evaluator("crystal_novelty", requires={"train"})
     def novelty(generated, context):
         batch = CrystalBatch.of(generated)
-        valid = [s for s, ok in zip(batch.structures, batch.valid) if ok]
+        valid = batch.valid_structures
         if not valid:
             return {"novel": math.nan}
         matcher = _matcher(matcher_kwargs)
