@@ -97,7 +97,9 @@ def test_pyscf_open_shell_and_scf_failure_are_recorded(tmp_path):
     assert unconverged[0].status == "failed" and "SCFNotConverged" in unconverged[0].reason
 
 
-def _check_against_qm9(values, reference, tolerance_eV=0.03, tolerance_D=0.05):
+def _check_against_qm9(values, reference, tolerance_eV=0.005, tolerance_D=0.002):
+    # the issue asks for 0.03 eV / 0.05 D; with Gaussian's basis definition we measure <= 1.5 meV / 1e-4 D
+    # (benchmarks/results/molgen_dft_agreement.md), so a regression to PySCF's own 6-31G(2df,p) is caught
     homo, lumo, mu = reference
     assert values["homo_eV"] == pytest.approx(homo * HARTREE_TO_EV, abs=tolerance_eV)
     assert values["lumo_eV"] == pytest.approx(lumo * HARTREE_TO_EV, abs=tolerance_eV)
@@ -114,11 +116,20 @@ def test_pyscf_reproduces_qm9_methane(qm9_first):
 @pytest.mark.slow
 @pyscf_needed
 @needs_qm9
-@pytest.mark.parametrize("name, tolerance_eV, tolerance_D", [("ammonia", 0.03, 0.05), ("water", 0.05, 0.15)])
-def test_pyscf_reproduces_qm9_polar_molecules(qm9_first, name, tolerance_eV, tolerance_D):
+@pytest.mark.parametrize("name", ["ammonia", "water"])
+def test_pyscf_reproduces_qm9_polar_molecules(qm9_first, name):
     record, reference = qm9_first[name]
-    # measured for water: LUMO +0.034 eV and mu 1.98 D vs QM9 1.85 D (unexplained so far; Cartesian d is worse)
-    _check_against_qm9(PySCFHook().compute_one(record), reference, tolerance_eV, tolerance_D)
+    _check_against_qm9(PySCFHook().compute_one(record), reference)
+
+
+@pytest.mark.slow
+@pyscf_needed
+@needs_qm9
+def test_pyscf_builtin_basis_misses_qm9_water_dipole(qm9_first):
+    """Why the default basis is ``"qm9"``: PySCF's own 6-31G(2df,p) (6-311G-style 2d exponents, spherical d)
+    gives 1.98 D for QM9's water, whose label is 1.85 D."""
+    record, (_, _, mu) = qm9_first["water"]
+    assert PySCFHook(basis="6-31G(2df,p)").compute_one(record)["dipole_D"] == pytest.approx(mu + 0.128, abs=0.01)
 
 
 @pytest.mark.slow
