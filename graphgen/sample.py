@@ -79,7 +79,12 @@ def _sample_batch(bundle: ModelBundle, flags: Tensor, *, sampler: str, predictor
     cfg = bundle.config
     system = build_system(cfg)
     score = _FiniteCheck(gdss_score_fn(bundle.model, system), system.T, eps, steps)
-    b, n, f = flags.shape[0], cfg.data.max_node_num, cfg.data.max_feat_num
+    # crop the padding to the batch's largest graph: the GDSS networks' outputs on real nodes do not depend on
+    # padded ones (tests/graphgen/test_models.py), so this only saves work (grid: 361 -> ~220 nodes, ~2.6x)
+    full = flags.shape[1]
+    n = max(int(flags.sum(-1).max().round()), 1)
+    flags = flags[:, :n]
+    b, f = flags.shape[0], cfg.data.max_feat_num
     shapes = {"x": (b, n, f), "adj": (b, n, n)}
     common = dict(mask=flags, generator=generator, eps=eps, device=flags.device, progress=progress)
     if sampler == "s4":
@@ -90,7 +95,10 @@ def _sample_batch(bundle: ModelBundle, flags: Tensor, *, sampler: str, predictor
     for key, value in result.state.items():
         if not torch.isfinite(value).all():
             raise FloatingPointError(f"non-finite {key!r} in the final sample (step {steps}/{steps})")
-    return result.state, result.nfe
+    pad = full - n
+    state = {"x": torch.nn.functional.pad(result.state["x"], (0, 0, 0, pad)),
+             "adj": torch.nn.functional.pad(result.state["adj"], (0, pad, 0, pad))}
+    return state, result.nfe
 
 
 def sample_graphs(bundle: ModelBundle, n: int, *, sampler: Literal["pc", "s4"] | None = None,
@@ -123,14 +131,18 @@ def sample_graphs(bundle: ModelBundle, n: int, *, sampler: Literal["pc", "s4"] |
     generator = torch.Generator(device=device).manual_seed(int(seed))
     bundle.model.to(device).eval()
     all_flags = draw_node_flags(counts, n, cfg.data.max_node_num, generator)
+    # several batches: group graphs of similar size so that each batch's padding crop saves the most work;
+    # the samples are exchangeable, so the order is restored afterwards without changing the distribution
+    order = torch.argsort(all_flags.sum(-1), stable=True) if n > batch_size else torch.arange(n)
     xs, adjs, nfe = [], [], 0
     for start in range(0, n, batch_size):
-        state, used = _sample_batch(bundle, all_flags[start:start + batch_size], generator=generator,
+        state, used = _sample_batch(bundle, all_flags[order[start:start + batch_size]], generator=generator,
                                     progress=progress, **options)
         xs.append(state["x"].cpu())
         adjs.append(state["adj"].cpu())
         nfe += used
-    x, adj = torch.cat(xs), torch.cat(adjs)
+    inverse = torch.argsort(order).cpu()
+    x, adj = torch.cat(xs)[inverse], torch.cat(adjs)[inverse]
     atom_types = cfg.atom_types
     if atom_types is not None:
         from graphgen.representation import decode_molecules

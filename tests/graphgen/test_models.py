@@ -79,6 +79,21 @@ def test_node_score_is_masked_and_padding_does_not_leak():
     torch.testing.assert_close(net(x2, adj, flags)[flags == 1], out[flags == 1])
 
 
+@pytest.mark.parametrize("name", ["x", "x_gmh", "adj"])
+@pytest.mark.parametrize("time_conditioned", [False, True])
+def test_outputs_do_not_depend_on_the_amount_of_padding(name, time_conditioned):
+    """Cropping padded nodes away (graphgen.sample crops each batch to its largest graph) changes nothing."""
+    if name == "x_gmh" and time_conditioned:
+        pytest.skip("ScoreNetworkX_GMH has no time-conditioned variant")
+    net = _networks(time_conditioned)[name]
+    x, adj, flags = _graph_batch()  # largest graph: 7 real nodes of N = 9
+    t = torch.tensor([0.2, 0.5, 0.8]) if time_conditioned else None
+    full = net(x, adj, flags, t)
+    cropped = net(x[:, :7], adj[:, :7, :7], flags[:, :7], t)
+    expected = full[:, :7, :7] if full.shape == adj.shape else full[:, :7]
+    torch.testing.assert_close(cropped, expected, atol=1e-6, rtol=1e-5)
+
+
 def test_dense_gcn_matches_explicit_formula():
     torch.manual_seed(0)
     conv = DenseGCNConv(3, 2)

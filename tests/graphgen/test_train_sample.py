@@ -65,6 +65,30 @@ def test_sampling_respects_masks_and_is_deterministic(trained):
     assert not torch.equal(other.adj, adj)
 
 
+def test_batches_are_cropped_to_their_largest_graph_and_order_is_kept(trained):
+    """Each batch runs on as many nodes as its largest graph (seen through the score network's input shapes);
+    outputs come back padded to max_node_num, aligned with the drawn node counts."""
+    bundle = load_model(trained[1])
+    seen = []
+    hook = bundle.model.adj_net.register_forward_hook(lambda module, args, out: seen.append(out.shape[-1]))
+    try:
+        small = torch.zeros(13)
+        small[3] = 1
+        out = sample_graphs(bundle, 4, batch_size=2, steps=2, seed=1, return_tensors=True, node_counts=small)
+        assert set(seen) == {3} and out.x.shape[1] == 12 and out.adj.shape[1:] == (12, 12)
+        mixed = torch.zeros(13)
+        mixed[[3, 12]] = 1
+        seen.clear()
+        out = sample_graphs(bundle, 8, batch_size=2, steps=2, seed=1, return_tensors=True, node_counts=mixed)
+    finally:
+        hook.remove()
+    sizes = out.flags.sum(-1).long()
+    assert set(sizes.tolist()) == {3, 12} and 3 in seen  # sorted by size: some batch holds only 3-node graphs
+    real = out.flags == 1
+    assert (out.x[~real] == 0).all() and (out.x[real] != 0).any(-1).all()  # padding where the flags say
+    assert all(g.number_of_nodes() <= int(n) for g, n in zip(out.items, sizes))
+
+
 def test_s4_sampler_one_evaluation_per_step(trained):
     bundle = load_model(trained[1], use_ema=False)
     assert not bundle.used_ema
