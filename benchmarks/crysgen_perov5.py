@@ -119,7 +119,8 @@ def main(argv=None) -> int:
     start = time.perf_counter()
     with ProcessPoolExecutor(args.workers) as pool:
         report = evaluate_crystals(result.structures, reference=test, train=None if args.ceiling else val,
-                                   dataset="perov_5", executor=pool if args.workers > 1 else None, seed=args.seed)
+                                   dataset="perov_5", executor=pool if args.workers > 1 else None, seed=args.seed,
+                                   reference_cache_dir=cache / "fingerprints")
     eval_seconds = time.perf_counter() - start
     metrics = dict(report["metrics"])
     results = {

@@ -166,7 +166,7 @@ def _evaluate(args: argparse.Namespace) -> int:
     pool = ProcessPoolExecutor(args.workers) if args.workers > 1 else None
     try:
         report = evaluate_crystals(generated, reference=reference, train=train, dataset=args.dataset,
-                                   executor=pool, seed=args.seed)
+                                   executor=pool, seed=args.seed, reference_cache_dir=cache / "fingerprints")
     finally:
         if pool is not None:
             pool.shutdown()

@@ -152,3 +152,39 @@ def test_evaluate_crystals_with_executor_records_protocol(reference_set):
     assert wide_run["amcd_recall"] < 1e-3 < narrow_run["amcd_recall"]
     with pytest.raises(ValueError, match="no COV cut-offs"):
         evaluate_crystals(reference_set, reference=reference_set, dataset="qm9")
+
+
+def test_disk_cache_round_trips_and_is_keyed_by_content(reference_set, tmp_path):
+    fresh = CrystalBatch(reference_set + [None], cache_dir=tmp_path)
+    struct, comp, ok = fresh.fingerprints()
+    checks = (fresh.struct_valid, fresh.comp_valid, fresh.space_groups())
+    files = sorted(tmp_path.glob("crystal-*.json"))
+    assert len(files) == 3  # fingerprints, checks, space groups
+
+    cached = CrystalBatch(list(reference_set) + [None], cache_dir=tmp_path)
+    cached._map = _forbid_recompute(cached._map)  # must be served from disk
+    struct2, comp2, ok2 = cached.fingerprints()
+    np.testing.assert_array_equal(ok2, ok)
+    np.testing.assert_allclose(struct2, struct, equal_nan=True)
+    np.testing.assert_allclose(comp2, comp, equal_nan=True)
+    for a, b in zip(checks, (cached.struct_valid, cached.comp_valid, cached.space_groups())):
+        np.testing.assert_array_equal(a, b)
+
+    # other structures -> other key; a corrupt file is recomputed, not trusted
+    moved = [Structure(s.lattice.matrix * 1.01, s.species, s.frac_coords) for s in reference_set]
+    CrystalBatch(moved, cache_dir=tmp_path).space_groups()
+    assert len(list(tmp_path.glob("crystal-*.json"))) == 4
+    for f in files:
+        f.write_text("{truncated")
+    again = CrystalBatch(list(reference_set) + [None], cache_dir=tmp_path)
+    np.testing.assert_array_equal(again.struct_valid, checks[0])
+
+
+def _forbid_recompute(original):
+    def guarded(name, fn):
+        def fail(_):
+            raise AssertionError(f"{name} recomputed although it is cached on disk")
+
+        return original(name, fail)
+
+    return guarded
