@@ -124,7 +124,8 @@ def dft_throughput(data, n_xtb: int, n_b3lyp: int) -> dict:
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--qm9", required=True, help="prepared QM9 file (molgen.data.prepare_qm9, full table)")
+    parser.add_argument("--qm9", default=None, help="prepared QM9 file (molgen.data.prepare_qm9, full table); "
+                        "default: prepare it from qm9pack into ~/.cache/scoregen/qm9 (once, minutes)")
     parser.add_argument("--eval-limit", type=int, default=None, help="test molecules for (a) (default: all)")
     parser.add_argument("--xtb", type=int, default=50, help="molecules for the xTB throughput")
     parser.add_argument("--b3lyp", type=int, default=3, help="molecules for the B3LYP throughput (0: skip)")
@@ -133,6 +134,13 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
 
     from molgen.pretrained import EGNN_REFERENCE_MAE, load_pretrained
+
+    if args.qm9 is None:
+        from pathlib import Path
+
+        from molgen.data import prepare_qm9
+
+        args.qm9 = str(prepare_qm9(Path.home() / ".cache" / "scoregen" / "qm9", progress=True))
 
     pretrained = {}
     for prop in EGNN_REFERENCE_MAE:

@@ -1,0 +1,96 @@
+"""Run the project's benchmarks with the commands that produced the committed results (``make bench``).
+
+Each benchmark is one module of this folder run in its own process; what it needs (reference data, hours of
+CPU) is declared here, so ``--all`` runs what this machine can and says what it skipped and why.
+
+  python -m benchmarks.run --list             # what exists, how long it takes, what it needs
+  python -m benchmarks.run --all              # every "quick" benchmark (minutes each)
+  python -m benchmarks.run --all --long       # also the long ones (hours on a CPU)
+  python -m benchmarks.run molgen_dft_agreement crysgen_perov5
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shlex
+import subprocess
+import sys
+from dataclasses import dataclass
+
+from shared.paths import resolve_data_dir
+
+
+@dataclass(frozen=True)
+class Benchmark:
+    name: str
+    args: tuple[str, ...]  # "{data}" is replaced by the reference data directory
+    cost: str  # rough single-thread CPU time
+    long: bool = False
+    needs_data: bool = True
+
+
+BENCHMARKS = (
+    Benchmark("sampler_overhead", ("--batch", "256", "--nodes", "38", "--steps", "3", "--repeats", "2",
+                                   "--threads", "1"), "~2 min", needs_data=False),
+    Benchmark("molgen_dft_agreement", ("--first", "12", "--fluorinated", "4", "--work",
+                                       "runs/bench/dft-agreement"), "~7 min", needs_data=False),
+    Benchmark("crysgen_perov5", ("-n", "500", "--chgnet", "200", "--data-dir", "{data}"), "~20 min"),
+    Benchmark("graphgen_graphs", ("--checkpoint", "{data}/gdss_checkpoints/gdss_community_small.pth",
+                                  "--data-dir", "{data}", "--seeds", "42", "43", "44", "--work",
+                                  "runs/bench/cs-gdss", "--name", "graphgen_community_small_gdss"), "~15 min"),
+    Benchmark("molgen_qm9", (), "~15 min (first run prepares QM9)", needs_data=False),
+    Benchmark("graphgen_qm9", ("--checkpoint", "{data}/gdss_checkpoints/gdss_qm9.pth", "--data-dir", "{data}",
+                               "-n", "10000", "--threads", "1", "--work", "runs/bench/qm9-gdss",
+                               "--name", "graphgen_qm9_gdss"), "~2 h", long=True),
+)
+
+
+def command(bench: Benchmark, data_dir: str | None) -> list[str]:
+    args = [a.replace("{data}", data_dir or "") for a in bench.args]
+    return [sys.executable, "-m", f"benchmarks.{bench.name}", *args]
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("names", nargs="*", help="benchmarks to run (default with --all: every quick one)")
+    parser.add_argument("--all", action="store_true")
+    parser.add_argument("--long", action="store_true", help="with --all: include the long benchmarks")
+    parser.add_argument("--list", action="store_true")
+    parser.add_argument("--data-dir", default=None, help="reference data (default: $SCOREGEN_DATA)")
+    args = parser.parse_args(argv)
+    by_name = {b.name: b for b in BENCHMARKS}
+    if args.list or not (args.all or args.names):
+        for b in BENCHMARKS:
+            print(f"{b.name:<22} {b.cost:>8}  {'long' if b.long else 'quick'}  "
+                  f"{'needs reference data' if b.needs_data else 'no data needed'}")
+        return 0
+    unknown = [n for n in args.names if n not in by_name]
+    if unknown:
+        parser.error(f"unknown benchmark(s) {unknown}; choose from {sorted(by_name)}")
+    chosen = [by_name[n] for n in args.names] or [b for b in BENCHMARKS if args.long or not b.long]
+    reason = "pass --data-dir or set SCOREGEN_DATA"
+    try:
+        found = resolve_data_dir(args.data_dir)
+    except FileNotFoundError as err:
+        found, reason = None, str(err)
+    data_dir = None if found is None else str(found)
+    env = {**os.environ, "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "1")}
+    failed, skipped = [], []
+    for bench in chosen:
+        if bench.needs_data and data_dir is None:
+            skipped.append(f"{bench.name}: no reference data ({reason})")
+            continue
+        cmd = command(bench, data_dir)
+        print("$", shlex.join(cmd), flush=True)
+        if subprocess.run(cmd, env=env).returncode != 0:
+            failed.append(bench.name)
+    for line in skipped:
+        print("skipped", line)
+    if failed:
+        print("failed:", ", ".join(failed))
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
