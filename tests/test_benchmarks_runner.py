@@ -12,7 +12,8 @@ def test_registered_benchmarks_exist_and_list(capsys):
         assert importlib.util.find_spec(f"benchmarks.{bench.name}") is not None, bench.name
         assert bench.needs_data == any("{data}" in a for a in bench.args), bench.name
     assert run.main(["--list"]) == 0
-    assert all(b.name in capsys.readouterr().out for b in run.BENCHMARKS)
+    listing = capsys.readouterr().out
+    assert all(b.name in listing for b in run.BENCHMARKS)
 
 
 def test_missing_data_is_skipped_with_a_reason(monkeypatch, capsys):
