@@ -18,7 +18,7 @@ from shared.cli_common import add_version_parser as _add_version_parser
 from shared.cli_common import add_common_options, build_parser, run_cli
 
 PROG = "molgen"
-DESCRIPTION = "Score-based and flow-matching generative models for molecules."
+DESCRIPTION = "SE(3)-equivariant flow matching for 3D molecules: train, sample, evaluate, DFT."
 
 
 def add_version_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
@@ -183,7 +183,156 @@ def _train_regressor(args: argparse.Namespace) -> int:
     return 0
 
 
-SUBCOMMANDS = [add_version_parser, add_evaluate_parser, add_dft_parser, add_train_regressor_parser]
+# --- train (the generator) ------------------------------------------------------------------------------------
+
+
+def _config_path(name: str) -> Path:
+    """A config file path, or the name of a packaged config (qm9_cpu, qm9_propmolflow)."""
+    path = Path(name)
+    if path.is_file():
+        return path
+    packaged = Path(__file__).parent / "configs" / f"{path.stem}.yaml"
+    if packaged.is_file():
+        return packaged
+    names = sorted(p.stem for p in packaged.parent.glob("*.yaml"))
+    raise FileNotFoundError(f"config {name!r} is neither a file nor a packaged config ({', '.join(names)})")
+
+
+def add_train_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
+    parser = subparsers.add_parser("train", help="train the 3D generator on QM9 (resumes an existing --run-dir)")
+    parser.add_argument("config", help="YAML config or packaged config name (qm9_cpu, qm9_propmolflow)")
+    parser.add_argument("overrides", nargs="*", help="dotted overrides, e.g. trainer.max_steps=1000 batch_size=32")
+    parser.add_argument("--qm9", default=None,
+                        help="prepared QM9 file (default: config's data, else ~/.cache/scoregen/qm9, prepared once)")
+    parser.add_argument("--run-dir", default=None, help="run directory (default: runs/<date>-molgen-<config>-<hash>)")
+    parser.add_argument("--steps", type=int, default=None, help="stop after this many more steps (resumable)")
+    parser.add_argument("--dry-run", action="store_true", help="print the resolved config and parameter count only")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+    add_common_options(parser, data_dir=False)
+    parser.set_defaults(handler=_train, seed=None)
+    return parser
+
+
+def _train(args: argparse.Namespace) -> int:
+    import hashlib
+    import time
+
+    from molgen.train import GeneratorTrainConfig, build_generator, train_generator
+    from shared.cli_common import resolve_device
+    from shared.config import config_to_dict, load_config
+    from shared.training import distributed
+
+    overrides = list(args.overrides)
+    if args.seed is not None:
+        overrides.append(f"trainer.seed={args.seed}")
+    if args.qm9:
+        overrides.append(f"data={args.qm9}")
+    overrides += [f"trainer.device={resolve_device(args.device)}"] + (
+        ["trainer.progress=false"] if args.no_progress else [])
+    config = load_config(GeneratorTrainConfig, _config_path(args.config), overrides=overrides)
+    if args.dry_run:
+        import yaml
+
+        print(yaml.safe_dump(config_to_dict(config), sort_keys=False).rstrip())
+        print(f"parameters: {build_generator(config.model).num_parameters():,}")
+        return 0
+    run_dir = args.run_dir
+    if run_dir is None:
+        digest = hashlib.sha256(repr(config_to_dict(config)).encode()).hexdigest()[:8]
+        run_dir = Path("runs") / f"{time.strftime('%Y%m%d')}-molgen-{Path(args.config).stem}-{digest}"
+    path = train_generator(config, run_dir, steps=args.steps)
+    if distributed.is_main():
+        print(f"model written to {path}")
+    return 0
+
+
+# --- sample -----------------------------------------------------------------------------------------------------
+
+
+def add_sample_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
+    parser = subparsers.add_parser("sample", help="generate 3D molecules (SDF) from a generator checkpoint")
+    parser.add_argument("checkpoint", nargs="?", default=None,
+                        help="model.pt written by 'molgen train' or a run directory (default: the embedded model)")
+    parser.add_argument("-n", "--num", type=int, default=100, help="number of molecules (default 100)")
+    parser.add_argument("--out", required=True, help="output SDF file")
+    parser.add_argument("--condition", action="append", default=[], metavar="PROP=VALUE",
+                        help="property target in molgen units (alpha Bohr^3, gap/homo/lumo eV, mu D, Cv cal/(mol K)); "
+                             "repeat for several")
+    parser.add_argument("--guidance-scale", type=float, default=1.0,
+                        help="classifier-free guidance scale w (1 = plain conditional model; 2 NFE per step if != 1)")
+    parser.add_argument("--regressor-guidance", type=float, default=0.0,
+                        help="scale of gradient guidance through the shipped property regressors (0 = off)")
+    parser.add_argument("--steps", type=int, default=None, help="integration steps (default: the model's, 100)")
+    parser.add_argument("--batch-size", type=int, default=256, help="molecules per batch (default 256)")
+    parser.add_argument("--eta", type=float, default=None, help="CTMC stochasticity (default: the model's)")
+    parser.add_argument("--temperature", type=float, default=None, help="temperature on predicted probabilities")
+    parser.add_argument("--purity", action="store_true", help="purity sampling (most confident tokens first)")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+    add_common_options(parser, data_dir=False)
+    parser.set_defaults(handler=_sample)
+    return parser
+
+
+def _parse_conditions(items: list[str]) -> dict[str, float]:
+    out = {}
+    for item in items:
+        name, sep, value = item.partition("=")
+        if not sep or not name.strip():
+            raise ValueError(f"--condition {item!r}: expected PROP=VALUE, e.g. gap=6.5")
+        try:
+            out[name.strip()] = float(value)
+        except ValueError:
+            raise ValueError(f"--condition {item!r}: {value!r} is not a number") from None
+    return out
+
+
+def _sample(args: argparse.Namespace) -> int:
+    import dataclasses
+
+    from molgen.checkpoint import load_generator
+    from molgen.sample import canonical_property, generate, load_default_generator, write_sdf
+    from shared.cli_common import resolve_device
+
+    out = Path(args.out)
+    if out.suffix.lower() != ".sdf":
+        raise ValueError(f"--out {out}: molgen sample writes SDF; use a .sdf file name")
+    if args.num < 1:
+        raise ValueError(f"-n must be positive, got {args.num}")
+    device = resolve_device(args.device)
+    if args.checkpoint is None:
+        generator = load_default_generator(device)
+        source = "embedded default"
+    else:
+        path = Path(args.checkpoint)
+        path = path / "model.pt" if path.is_dir() else path
+        generator = load_generator(path, device)
+        source = str(path)
+    condition = {canonical_property(k): v for k, v in _parse_conditions(args.condition).items()}
+    sampler = generator.sampler
+    changes = {k: v for k, v in (("eta", args.eta), ("temperature", args.temperature)) if v is not None}
+    if args.purity:
+        changes["purity"] = True
+    if changes:
+        sampler = dataclasses.replace(sampler, **changes)
+    regressors = None
+    if args.regressor_guidance:
+        from molgen.pretrained import load_pretrained
+
+        regressors = {k: load_pretrained(k) for k in condition}
+    result = generate(generator, args.num, condition=condition, guidance_scale=args.guidance_scale,
+                      steps=args.steps, seed=args.seed, batch_size=args.batch_size, sampler=sampler, device=device,
+                      regressors=regressors, regressor_scale=args.regressor_guidance,
+                      progress=not args.no_progress)
+    write_sdf(result, out)
+    target = ", ".join(f"{k}={v:g}" for k, v in condition.items()) or "unconditional"
+    dropped = f", {result.nonfinite} dropped (NaN)" if result.nonfinite else ""
+    print(f"{len(result)} molecules ({target}; {source}) -> {out}; NFE {result.nfe}, {result.seconds:.1f} s "
+          f"({len(result) / max(result.seconds, 1e-9):.2f} mol/s){dropped}")
+    return 0
+
+
+SUBCOMMANDS = [add_version_parser, add_train_parser, add_sample_parser, add_evaluate_parser, add_dft_parser,
+               add_train_regressor_parser]
 
 
 def main(argv: Sequence[str] | None = None) -> int:

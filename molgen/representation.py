@@ -227,3 +227,49 @@ def tensors_to_mol(mol: MolTensors, sanitize: bool = True):
     else:
         out.UpdatePropertyCache(strict=False)
     return out
+
+
+# --- batching for the generator (torch-geometric) ---------------------------------------------------------------
+
+CHARGE_VALUES: tuple[int, ...] = (-1, 0, 1)  # formal charges in QM9; class index = position in this tuple
+
+
+def charge_class(charges: Tensor, values: Sequence[int] = CHARGE_VALUES) -> Tensor:
+    """Class index of each formal charge in ``values``; ValueError for a charge outside them."""
+    vocab = torch.as_tensor(list(values), device=charges.device, dtype=torch.long)
+    match = charges.long().unsqueeze(-1) == vocab
+    if not bool(match.any(-1).all()):
+        raise ValueError(f"formal charges {sorted(set(charges[~match.any(-1)].tolist()))} are not in {list(values)}")
+    return match.long().argmax(-1)
+
+
+def to_pyg(item: dict, properties: Sequence[str] = (), property_names: Sequence[str] = ()):
+    """One molecule (a ``QM9Dataset`` item) as a torch-geometric ``Data``: ``x`` atom-type index, ``charge`` class,
+    ``pos`` (centred), ``edge_index``/``edge_attr`` bonds with i < j, ``y`` (1, P) selected properties."""
+    from torch_geometric.data import Data
+
+    pos = item["positions"].float()
+    y = torch.zeros(1, len(properties))
+    if properties:
+        y = item["properties"][[list(property_names).index(p) for p in properties]].float().unsqueeze(0)
+    return Data(x=item["atom_types"].long(), charge=charge_class(item["charges"]), pos=pos - pos.mean(0),
+                edge_index=item["bond_index"].long(), edge_attr=item["bond_types"].long(), y=y,
+                num_nodes=int(pos.shape[0]))
+
+
+def dense_batch(data_list: Sequence) -> dict[str, Tensor]:
+    """Collate torch-geometric molecules into the generator's dense layout (``Batch`` + ``to_dense_*``).
+
+    Returns ``positions`` (B, N, 3), ``atom_types``/``charges`` (B, N), ``bonds`` (B, N, N) symmetric categories,
+    ``mask`` (B, N) and ``properties`` (B, P).
+    """
+    from torch_geometric.data import Batch
+    from torch_geometric.utils import to_dense_adj, to_dense_batch
+
+    batch = Batch.from_data_list(list(data_list))
+    positions, mask = to_dense_batch(batch.pos, batch.batch)
+    types, _ = to_dense_batch(batch.x, batch.batch)
+    charges, _ = to_dense_batch(batch.charge, batch.batch, fill_value=CHARGE_VALUES.index(0))
+    upper = to_dense_adj(batch.edge_index, batch.batch, batch.edge_attr, max_num_nodes=mask.shape[1]).long()
+    return {"positions": positions, "atom_types": types, "charges": charges, "bonds": upper + upper.transpose(1, 2),
+            "mask": mask, "properties": batch.y}

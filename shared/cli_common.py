@@ -137,7 +137,13 @@ def run_cli(parser: argparse.ArgumentParser, argv: Sequence[str] | None = None) 
     """
     debug = "--debug" in (sys.argv[1:] if argv is None else argv) or os.environ.get("SCOREGEN_DEBUG") == "1"
     try:
-        args = parser.parse_args(argv)
+        args, extra = parser.parse_known_args(argv)
+        if extra:
+            # dotted key=value overrides may follow options (argparse alone only takes them before the first one)
+            if hasattr(args, "overrides") and all("=" in e and not e.startswith("-") for e in extra):
+                args.overrides = [*(args.overrides or []), *extra]
+            else:
+                parser.error(f"unrecognized arguments: {' '.join(extra)}")
         handler = getattr(args, "handler", None)
         if handler is None:  # a subcommand added without set_defaults(handler=...) is a programming error
             raise RuntimeError(f"subcommand {args.command!r} has no handler")

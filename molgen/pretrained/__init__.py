@@ -17,12 +17,29 @@ from pathlib import Path
 from shared.config import load_config
 from shared.io import atomic_write_json
 
-__all__ = ["PRETRAINED_DIR", "EGNN_REFERENCE_MAE", "read_manifest", "pretrained_path", "load_pretrained",
-           "build_pretrained"]
+__all__ = ["PRETRAINED_DIR", "EGNN_REFERENCE_MAE", "GENERATOR_FILE", "read_manifest", "pretrained_path",
+           "load_pretrained", "build_pretrained", "pretrained_generator_path", "read_generator_manifest"]
 
 PRETRAINED_DIR = Path(__file__).resolve().parent
 # test MAEs of the EGNN property classifiers used by EDM/PropMolFlow (reporting units of REPORTING_UNITS)
 EGNN_REFERENCE_MAE = {"alpha": 0.10, "gap": 64.0, "homo": 39.0, "lumo": 36.0, "mu": 0.043, "Cv": 0.040}
+
+
+GENERATOR_FILE = "generator.pt"  # the embedded 3D generator; its manifest is generator_manifest.json
+
+
+def pretrained_generator_path(folder: str | os.PathLike = PRETRAINED_DIR) -> Path:
+    path = Path(folder) / GENERATOR_FILE
+    if not path.is_file():
+        raise FileNotFoundError(f"no embedded generator at {path}; pass a checkpoint (molgen train writes model.pt)")
+    return path
+
+
+def read_generator_manifest(folder: str | os.PathLike = PRETRAINED_DIR) -> dict:
+    path = Path(folder) / "generator_manifest.json"
+    if not path.is_file():
+        raise FileNotFoundError(f"no generator manifest at {path}")
+    return json.loads(path.read_text())
 
 
 def read_manifest(folder: str | os.PathLike = PRETRAINED_DIR) -> dict:

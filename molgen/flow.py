@@ -1,0 +1,283 @@
+"""molgen's flow: which parts of a molecule flow how, the prior alignment, the training loss and the sampler.
+
+A molecule of ``n`` atoms is the state ``positions`` (n, 3), ``atom_types`` (n,), ``charges`` (n,) and ``bonds``
+(n, n) (upper triangle used). Batches are dense and padded with a node ``mask`` (B, N).
+
+* Positions: linear interpolant ``x_t = t x1 + (1 - t) x0`` (``shared.flow.LinearInterpolant``) from a Gaussian
+  prior with zero centre of mass, aligned to each molecule by a Hungarian assignment of prior points to atoms and
+  a Kabsch rotation with the determinant correction (never a reflection). The network predicts the endpoint
+  ``x1``; the velocity is ``(x1_hat - x_t) / (1 - t)``.
+* Atom types, charges and bonds: masking CTMC flows (``shared.discrete_flow.MaskingDiscreteFlow``); the loss is the
+  cross-entropy on masked tokens only, bonds on the upper triangle of real atom pairs.
+* Loss weights per modality (PropMolFlow: positions 3.0, types 0.4, charges 1.0, bonds 2.0).
+
+Sampler: Euler steps for positions, CTMC Euler steps for the categorical parts with stochasticity ``eta`` and a
+temperature on the predicted probabilities (``p ** (1 / T)``), optional purity sampling (unmask the most confident
+tokens first, values still drawn from the predictions), classifier-free guidance by wrapping the model (``shared.guidance``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+import numpy as np
+import torch
+from scipy.optimize import linear_sum_assignment
+from torch import Tensor
+
+from shared.discrete_flow import MaskingDiscreteFlow, discrete_flow_loss, sample_categorical
+from shared.flow import LinearInterpolant
+
+__all__ = ["FlowConfig", "CATEGORICAL", "kabsch_rotation", "align_prior", "centred_prior", "remove_com",
+           "noisy_state", "flow_loss", "SamplerConfig", "sample_molecules", "SampleOutput"]
+
+CATEGORICAL = ("atom_types", "charges", "bonds")
+
+
+@dataclass
+class FlowConfig:
+    loss_weights: dict[str, float] = field(default_factory=lambda: {
+        "positions": 3.0, "atom_types": 0.4, "charges": 1.0, "bonds": 2.0})
+    prior_std: float = 1.0  # Angstrom
+    align_prior: bool = True  # Hungarian + Kabsch alignment of the prior to each molecule
+    t_min: float = 0.0
+    t_max: float = 1.0
+
+    def __post_init__(self) -> None:
+        if set(self.loss_weights) != {"positions", *CATEGORICAL}:
+            raise ValueError(f"flow.loss_weights needs exactly positions, {', '.join(CATEGORICAL)}; "
+                             f"got {sorted(self.loss_weights)}")
+        if self.prior_std <= 0 or not 0.0 <= self.t_min < self.t_max <= 1.0:
+            raise ValueError("flow.prior_std must be positive and 0 <= t_min < t_max <= 1")
+
+
+def _expand_mask(mask: Tensor, like: Tensor) -> Tensor:
+    return mask.reshape(*mask.shape, *([1] * (like.dim() - mask.dim()))).to(like.dtype)
+
+
+def remove_com(x: Tensor, mask: Tensor) -> Tensor:
+    """Subtract each molecule's centre of mass (unweighted, real atoms only); padding stays zero."""
+    m = _expand_mask(mask, x)
+    com = (x * m).sum(1, keepdim=True) / m.sum(1, keepdim=True).clamp_min(1.0)
+    return (x - com) * m
+
+
+def centred_prior(mask: Tensor, std: float = 1.0, generator: torch.Generator | None = None,
+                  dtype=torch.float32) -> Tensor:
+    z = torch.randn(*mask.shape, 3, generator=generator, device=mask.device, dtype=dtype) * std
+    return remove_com(z, mask)
+
+
+def kabsch_rotation(source: Tensor, target: Tensor, mask: Tensor) -> Tensor:
+    """Proper rotations ``R`` (B, 3, 3) minimising ``sum_i |R source_i - target_i|^2`` over real atoms.
+
+    Both point sets must be centred. The determinant correction flips the singular direction of smallest weight
+    when the optimal orthogonal map would be a reflection, so ``det R = +1`` always.
+    """
+    m = _expand_mask(mask, source)
+    h = (source * m).transpose(1, 2) @ (target * m)  # (B, 3, 3) cross-covariance
+    u, _, vt = torch.linalg.svd(h.double())
+    d = torch.sign(torch.linalg.det(vt.transpose(1, 2) @ u.transpose(1, 2)))
+    d = torch.where(d == 0, torch.ones_like(d), d)
+    correction = torch.diag_embed(torch.stack([torch.ones_like(d), torch.ones_like(d), d], -1))
+    rot = vt.transpose(1, 2) @ correction @ u.transpose(1, 2)
+    return rot.to(source.dtype)
+
+
+def align_prior(x0: Tensor, x1: Tensor, mask: Tensor) -> Tensor:
+    """Permute prior points onto atoms (Hungarian on squared distances), then rotate them (Kabsch, det +1).
+
+    ``x0`` and ``x1`` are centred (B, N, 3). The assignment runs per molecule with scipy (cheap next to the
+    network: QM9 molecules have <= 29 atoms); the rotation is batched.
+    """
+    x0_np, x1_np = x0.detach().cpu().double().numpy(), x1.detach().cpu().double().numpy()
+    counts = mask.sum(1).tolist()
+    perm = torch.arange(x0.shape[1], device=x0.device).repeat(x0.shape[0], 1)
+    for b, n in enumerate(counts):
+        if n < 2:
+            continue
+        diff = x1_np[b, :n, None, :] - x0_np[b, None, :n, :]
+        _, cols = linear_sum_assignment((diff * diff).sum(-1))
+        perm[b, :n] = torch.as_tensor(np.asarray(cols), device=x0.device)
+    permuted = torch.gather(x0, 1, perm.unsqueeze(-1).expand_as(x0))
+    rot = kabsch_rotation(permuted, x1, mask)
+    return (permuted @ rot.transpose(1, 2)) * _expand_mask(mask, x0)
+
+
+def _upper_pairs(mask: Tensor) -> Tensor:
+    """(B, N, N) bool: real atom pairs with i < j."""
+    pair = mask.unsqueeze(-1) & mask.unsqueeze(-2)
+    return torch.triu(pair, diagonal=1)
+
+
+def _symmetrise(upper: Tensor) -> Tensor:
+    """Copy the strict upper triangle of (B, N, N) into the lower one (the diagonal is kept)."""
+    triu = torch.triu(upper, diagonal=1)
+    return triu + triu.transpose(1, 2) + torch.diagonal(upper, dim1=1, dim2=2).diag_embed()
+
+
+def _flows(num_classes: dict[str, int], eta: float = 0.0) -> dict[str, MaskingDiscreteFlow]:
+    return {k: MaskingDiscreteFlow(num_classes[k], eta=eta) for k in CATEGORICAL}
+
+
+def noisy_state(batch: dict[str, Tensor], t: Tensor, num_classes: dict[str, int], config: FlowConfig,
+                generator: torch.Generator | None = None) -> tuple[dict[str, Tensor], Tensor]:
+    """Draw ``x_t`` for a clean batch; returns (state incl. ``mask``, aligned prior positions ``x0``)."""
+    mask = batch["mask"]
+    x1 = batch["positions"]
+    x0 = centred_prior(mask, config.prior_std, generator, x1.dtype)
+    if config.align_prior:
+        x0 = align_prior(x0, x1, mask)
+    state = {"positions": LinearInterpolant().interpolate(x0, x1, t) * _expand_mask(mask, x1), "mask": mask}
+    flows = _flows(num_classes)
+    for key in ("atom_types", "charges"):
+        state[key] = flows[key].sample_xt(batch[key], t, generator)
+    bonds = flows["bonds"].sample_xt(batch["bonds"], t, generator)
+    state["bonds"] = _symmetrise(bonds)
+    return state, x0
+
+
+def flow_loss(model: Callable[..., dict[str, Tensor]], batch: dict[str, Tensor], num_classes: dict[str, int],
+              config: FlowConfig, generator: torch.Generator | None = None, cond: Any = None,
+              t: Tensor | None = None) -> tuple[Tensor, dict[str, Tensor]]:
+    """Weighted sum of the per-modality losses, averaged over molecules; also returns each term."""
+    mask = batch["mask"]
+    bsz = mask.shape[0]
+    if t is None:
+        u = torch.rand(bsz, generator=generator, device=mask.device, dtype=batch["positions"].dtype)
+        t = config.t_min + (config.t_max - config.t_min) * u
+    state, _ = noisy_state(batch, t, num_classes, config, generator)
+    out = model(state, t, cond=cond) if cond is not None else model(state, t)
+    m = _expand_mask(mask, batch["positions"])
+    # squared distance to the true position, averaged over the real atoms of each molecule
+    sq = ((out["positions"] - batch["positions"]) ** 2 * m).sum((1, 2)) / m.sum((1, 2)).clamp_min(1.0)
+    terms = {"positions": sq}
+    for key in ("atom_types", "charges"):
+        masked = mask & (state[key] == num_classes[key])
+        terms[key] = discrete_flow_loss(out[key], batch[key], masked)
+    masked_pairs = _upper_pairs(mask) & (state["bonds"] == num_classes["bonds"])
+    terms["bonds"] = discrete_flow_loss(out["bonds"], batch["bonds"], masked_pairs)
+    total = sum(config.loss_weights[k] * v.mean() for k, v in terms.items())
+    return total, {k: v.mean().detach() for k, v in terms.items()}
+
+
+# --- sampling ----------------------------------------------------------------------------------------------------
+
+
+@dataclass
+class SamplerConfig:
+    steps: int = 100  # Euler steps = network evaluations (x2 with classifier-free guidance)
+    eta: float = 10.0  # CTMC stochasticity (re-masking rate)
+    temperature: float = 1.0  # on predicted probabilities: p ** (1 / T), renormalised
+    purity: bool = False  # unmask the most confident tokens first
+    final: str = "argmax"  # last step into t = 1: "argmax" or "sample" of p(x1 | x_t)
+
+    def __post_init__(self) -> None:
+        if self.steps < 1 or self.eta < 0 or self.temperature <= 0:
+            raise ValueError(f"sampler needs steps >= 1, eta >= 0, temperature > 0; got {self}")
+        if self.final not in ("argmax", "sample"):
+            raise ValueError(f"sampler.final must be 'argmax' or 'sample', got {self.final!r}")
+
+
+@dataclass
+class SampleOutput:
+    positions: Tensor
+    atom_types: Tensor
+    charges: Tensor
+    bonds: Tensor
+    mask: Tensor
+    nfe: int
+    nonfinite: Tensor  # (B,) bool: molecules whose integration produced NaN/inf (their outputs are garbage)
+
+
+def _tempered(logits: Tensor, temperature: float) -> Tensor:
+    return torch.softmax(logits.float() / temperature, dim=-1)
+
+
+def _purity_step(flow: MaskingDiscreteFlow, x: Tensor, probs: Tensor, t: Tensor, dt: float, valid: Tensor,
+                 generator: torch.Generator | None) -> Tensor:
+    """Unmask the expected number of tokens per molecule, choosing the most confident ones; then re-mask (eta)."""
+    masked = (x == flow.mask_index) & valid
+    tt = t.reshape(-1, *([1] * (x.dim() - 1)))
+    p_unmask = (dt * (1 + flow.eta * tt) / (1 - tt).clamp_min(flow.min_gap)).clamp(max=1.0)
+    flat_masked = masked.flatten(1)
+    expected = flat_masked.sum(1).float() * p_unmask.flatten()
+    k = torch.floor(expected + torch.rand(expected.shape, generator=generator, device=x.device)).long()
+    confidence = probs.max(-1).values  # which tokens go first; their values are still drawn from probs
+    choice = sample_categorical(probs, generator)
+    score = torch.where(masked, confidence, torch.full_like(confidence, -1.0)).flatten(1)
+    rank = score.argsort(1, descending=True).argsort(1)
+    unmask = (rank < k.unsqueeze(1)) & flat_masked
+    drawn = torch.where(unmask.view_as(x), choice, x)
+    if flow.eta > 0:  # re-mask previously unmasked tokens at rate eta
+        remask = (~masked) & valid & (torch.rand(x.shape, generator=generator, device=x.device) < flow.eta * dt)
+        drawn = torch.where(remask, torch.full_like(drawn, flow.mask_index), drawn)
+    return drawn
+
+
+def sample_molecules(model: Callable[..., dict[str, Tensor]], num_atoms: Tensor, num_classes: dict[str, int],
+                     config: SamplerConfig, flow_config: FlowConfig | None = None, cond: Any = None,
+                     generator: torch.Generator | None = None, progress: bool = False, device=None,
+                     position_guidance: Callable[[Tensor, Tensor, dict, dict], Tensor] | None = None) -> SampleOutput:
+    """Integrate the joint flow from the prior (t = 0) to molecules (t = 1) for ``num_atoms`` (B,) atoms each.
+
+    ``model(state, t[, cond=])`` returns x1 positions and logits (wrap it in ``ClassifierFreeGuidance`` to guide).
+    ``position_guidance(positions, t, state, out) -> (B, N, 3)`` (``out``: the model's predictions) is added to
+    the position velocity (regressor guidance).
+    """
+    flow_config = flow_config or FlowConfig()
+    device = device or num_atoms.device
+    num_atoms = num_atoms.to(device)
+    bsz, n = int(num_atoms.shape[0]), int(num_atoms.max())
+    mask = torch.arange(n, device=device).unsqueeze(0) < num_atoms.unsqueeze(1)
+    flows = _flows(num_classes, eta=config.eta)
+    x = centred_prior(mask, flow_config.prior_std, generator)
+    state = {"positions": x, "mask": mask}
+    for key in CATEGORICAL:
+        shape = (bsz, n, n) if key == "bonds" else (bsz, n)
+        state[key] = torch.full(shape, flows[key].mask_index, dtype=torch.long, device=device)
+    upper = _upper_pairs(mask)
+    grid = torch.linspace(0.0, 1.0, config.steps + 1, device=device)
+    nonfinite = torch.zeros(bsz, dtype=torch.bool, device=device)
+    steps = range(config.steps)
+    if progress:
+        from tqdm.auto import tqdm
+
+        steps = tqdm(steps, desc="molgen sample", leave=False)
+    with torch.no_grad():
+        for i in steps:
+            t = grid[i].expand(bsz)
+            dt = float(grid[i + 1] - grid[i])
+            out = model(state, t, cond=cond) if cond is not None else model(state, t)
+            bad = ~torch.isfinite(out["positions"]).flatten(1).all(1)
+            for key in CATEGORICAL:
+                bad |= ~torch.isfinite(out[key]).flatten(1).all(1)
+            nonfinite |= bad
+            x1_hat = torch.nan_to_num(out["positions"], nan=0.0, posinf=0.0, neginf=0.0)
+            last = i == config.steps - 1
+            if last:
+                x = x1_hat
+            else:
+                v = (x1_hat - state["positions"]) / (1.0 - grid[i])
+                if position_guidance is not None:
+                    v = v + position_guidance(state["positions"], t, state, out)
+                x = state["positions"] + dt * v
+            new = {"positions": remove_com(x, mask), "mask": mask}
+            for key in CATEGORICAL:
+                probs = _tempered(torch.nan_to_num(out[key], nan=0.0), config.temperature)
+                valid = upper if key == "bonds" else mask
+                cur = state[key]
+                if last:
+                    nxt = flows[key].finalize(cur, probs, generator, argmax=config.final == "argmax")
+                elif config.purity:
+                    nxt = _purity_step(flows[key], cur, probs, t, dt, valid, generator)
+                else:
+                    nxt = flows[key].step(cur, probs, t, dt, generator)
+                nxt = torch.where(valid, nxt, cur)
+                new[key] = _symmetrise(nxt) if key == "bonds" else nxt
+            state = new
+    bonds = torch.where(upper | upper.transpose(1, 2), state["bonds"], torch.zeros_like(state["bonds"]))
+    return SampleOutput(positions=state["positions"], atom_types=torch.where(mask, state["atom_types"], 0),
+                        charges=torch.where(mask, state["charges"], 0), bonds=bonds, mask=mask,
+                        nfe=config.steps, nonfinite=nonfinite)
