@@ -44,7 +44,8 @@ class AtomCountDistribution:
 
     @staticmethod
     def _bin(edges: Tensor, values: Tensor) -> Tensor:
-        return (torch.bucketize(values.double().contiguous(), edges[1:-1].contiguous(), right=True)).clamp(0, len(edges) - 2)
+        inner = edges[1:-1].contiguous()
+        return torch.bucketize(values.double().contiguous(), inner, right=True).clamp(0, len(edges) - 2)
 
     def probabilities(self, condition: dict[str, float] | None = None) -> Tensor:
         """p(n) or p(n | condition) as a (N_max + 1,) vector."""

@@ -12,8 +12,9 @@ A molecule of ``n`` atoms is the state ``positions`` (n, 3), ``atom_types`` (n,)
 * Loss weights per modality (PropMolFlow: positions 3.0, types 0.4, charges 1.0, bonds 2.0).
 
 Sampler: Euler steps for positions, CTMC Euler steps for the categorical parts with stochasticity ``eta`` and a
-temperature on the predicted probabilities (``p ** (1 / T)``), optional purity sampling (unmask the most confident
-tokens first, values still drawn from the predictions), classifier-free guidance by wrapping the model (``shared.guidance``).
+temperature on the predicted probabilities (``p ** (1 / T)``), optional purity sampling (unmask the most
+confident tokens first, values still drawn from the predictions), classifier-free guidance by wrapping the
+model (``shared.guidance``).
 """
 
 from __future__ import annotations

@@ -3,7 +3,8 @@
 Every atom carries scalars ``s`` (A, S) and vectors ``v`` (A, V, 3); every unordered atom pair of a molecule carries
 edge (bond) features ``e`` (E, F). One layer:
 
-1. messages on the directed pairs ``j -> i`` from ``[s_i, s_j, e_ij, RBF(d_ij)]`` and ``[v_j, (x_i - x_j) / (d_ij + 1)]``
+1. messages on the directed pairs ``j -> i`` from ``[s_i, s_j, e_ij, RBF(d_ij)]`` and
+   ``[v_j, (x_i - x_j) / (d_ij + 1)]``
    through a stack of GVPs, averaged over each atom's neighbours;
 2. residual node update (GVP + scalar/vector layer norms) and a GVP feed-forward block;
 3. position update ``x_i += GVP(s_i, v_i)`` (one vector), centre of mass removed per molecule;
