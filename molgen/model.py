@@ -5,7 +5,8 @@ edge (bond) features ``e`` (E, F). One layer:
 
 1. messages on the directed pairs ``j -> i`` from ``[s_i, s_j, e_ij, RBF(d_ij)]`` and
    ``[v_j, (x_i - x_j) / (d_ij + 1)]``
-   through a stack of GVPs, averaged over each atom's neighbours;
+   through a stack of GVPs, summed over each atom's neighbours and divided by a constant (a mean would hide the
+   number of atoms, which the composition depends on);
 2. residual node update (GVP + scalar/vector layer norms) and a GVP feed-forward block;
 3. position update ``x_i += GVP(s_i, v_i)`` (one vector), centre of mass removed per molecule;
 4. symmetric edge update ``e_ij += MLP([s_i + s_j, s_i * s_j, e_ij, RBF(d_ij)])``.
@@ -46,6 +47,7 @@ class FlowNetConfig:
     rbf: int = 16
     rbf_max: float = 14.0  # Angstrom; RBF centres span [0, rbf_max]
     message_gvps: int = 2  # GVPs per message function
+    message_norm: float = 10.0  # messages are summed and divided by this (a mean would hide the atom count)
     cross: bool = True  # cross-product features (SE(3), not E(3))
     update_positions_every: int = 1  # position update after every k-th layer (always after the last)
     num_atom_types: int = 5
@@ -168,6 +170,7 @@ class _Layer(nn.Module):
         self.msg_dst, self.msg_src = nn.Linear(s, s), nn.Linear(s, s, bias=False)
         self.msg_edge = nn.Linear(f + c.rbf, s, bias=False)
         self.message = _stack(s, v + 1, s, v, c.message_gvps, c.cross)
+        self.message_norm = float(c.message_norm)
         self.norm1, self.norm2 = GVPLayerNorm(s), GVPLayerNorm(s)
         self.update = _stack(s, v, s, v, 2, c.cross)
         self.position = GVP(s, v, s // 2, 1, activation=False, cross=c.cross) if update_positions else None
@@ -185,8 +188,8 @@ class _Layer(nn.Module):
         m_s, m_v = self.message(m_in, torch.cat([v.index_select(0, src),
                                                  (diff / (dist + 1.0).unsqueeze(-1)).unsqueeze(-2)], -2))
         n_atoms = s.shape[0]
-        agg_s = scatter(m_s, dst, 0, dim_size=n_atoms, reduce="mean")
-        agg_v = scatter(m_v, dst, 0, dim_size=n_atoms, reduce="mean")
+        agg_s = scatter(m_s, dst, 0, dim_size=n_atoms, reduce="sum") / self.message_norm
+        agg_v = scatter(m_v, dst, 0, dim_size=n_atoms, reduce="sum") / self.message_norm
         s, v = self.norm1(s + agg_s, v + agg_v)
         ds, dv = self.update(s, v)
         s, v = self.norm2(s + ds, v + dv)

@@ -73,7 +73,7 @@ def check_condition(generator: Generator, condition: dict[str, float]) -> dict[s
     ranges = generator.metadata.get("property_range", {})
     margins = generator.metadata.get("ood_margin", {})
     for name, value in condition.items():
-        key = canonical_property(name)
+        key = name if name in generator.properties else canonical_property(name)
         if key not in generator.properties:
             raise ValueError(f"this model is not conditioned on {key!r}; it knows {generator.properties or 'none'}")
         value = float(value)

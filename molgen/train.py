@@ -214,6 +214,8 @@ def train_generator(config: GeneratorTrainConfig, run_dir: str | os.PathLike, *,
         "steps": trainer.step, "epochs": trainer.epoch, "n_train": len(dataset), "split": config.split,
         "property_range": {p: [float(values[:, k].min()), float(values[:, k].max())] for k, p in enumerate(props)},
         "property_std": {p: float(values[:, k].std()) for k, p in enumerate(props)},
+        # PropMolFlow's OOD task targets the 99th percentile: targets this far beyond the extremes are refused
+        "ood_margin": {p: float(values[:, k].quantile(0.99) - values[:, k].median()) for k, p in enumerate(props)},
         "train_config": config_to_dict(config),
     }
     path = run_dir / "model.pt"
