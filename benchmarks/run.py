@@ -40,6 +40,8 @@ BENCHMARKS = (
                                   "--data-dir", "{data}", "--seeds", "42", "43", "44", "--work",
                                   "runs/bench/cs-gdss", "--name", "graphgen_community_small_gdss"), "~15 min"),
     Benchmark("molgen_qm9", (), "~15 min (first run prepares QM9)", needs_data=False),
+    Benchmark("molgen_generate", ("-n", "1000", "--steps", "20", "50", "100", "--cond-n", "200", "--b3lyp", "4"),
+              "~1 h (embedded generator; xTB on all, B3LYP on 4)", long=True, needs_data=False),
     Benchmark("graphgen_qm9", ("--checkpoint", "{data}/gdss_checkpoints/gdss_qm9.pth", "--data-dir", "{data}",
                                "-n", "10000", "--threads", "1", "--work", "runs/bench/qm9-gdss",
                                "--name", "graphgen_qm9_gdss"), "~2 h", long=True),

@@ -67,8 +67,9 @@ def canonical_property(name: str) -> str:
     return key
 
 
-def check_condition(generator: Generator, condition: dict[str, float]) -> dict[str, float]:
-    """Validate raw targets against the model (names, finiteness, training range); returns canonical names."""
+def check_condition(generator: Generator, condition: dict[str, Any]) -> dict[str, Any]:
+    """Validate raw targets (a number, or one number per molecule) against the model: names, finiteness, training
+    range. Returns them under canonical names (floats, or float64 tensors for per-molecule targets)."""
     out = {}
     ranges = generator.metadata.get("property_range", {})
     margins = generator.metadata.get("ood_margin", {})
@@ -76,20 +77,35 @@ def check_condition(generator: Generator, condition: dict[str, float]) -> dict[s
         key = name if name in generator.properties else canonical_property(name)
         if key not in generator.properties:
             raise ValueError(f"this model is not conditioned on {key!r}; it knows {generator.properties or 'none'}")
-        value = float(value)
-        if not math.isfinite(value):
+        values = torch.as_tensor(value, dtype=torch.float64).reshape(-1)
+        if values.numel() == 0 or not bool(torch.isfinite(values).all()):
             raise ValueError(f"target {key}={value} is not a finite number")
         if key in ranges:
             lo, hi = ranges[key]
             margin = float(margins.get(key, 0.0))
-            if value < lo - margin or value > hi + margin:
-                raise ValueError(f"target {key}={value:g} is outside the training range [{lo:g}, {hi:g}] by more "
+            v_lo, v_hi = float(values.min()), float(values.max())
+            if v_lo < lo - margin or v_hi > hi + margin:
+                bad = v_lo if v_lo < lo - margin else v_hi
+                raise ValueError(f"target {key}={bad:g} is outside the training range [{lo:g}, {hi:g}] by more "
                                  f"than the OOD margin {margin:g}: the model has never seen anything like it")
-            if value < lo or value > hi:
-                warnings.warn(f"target {key}={value:g} lies outside the training range [{lo:g}, {hi:g}]",
-                              stacklevel=2)
-        out[key] = value
+            if v_lo < lo or v_hi > hi:
+                warnings.warn(f"target {key} ({v_lo:g}..{v_hi:g}) lies outside the training range "
+                              f"[{lo:g}, {hi:g}]", stacklevel=2)
+        out[key] = float(values[0]) if torch.as_tensor(value).dim() == 0 else values
     return out
+
+
+def _atom_counts(generator: Generator, n: int, condition: dict[str, Any], rng: torch.Generator) -> Tensor:
+    """Draws from p(n), or from p(n | c) with one draw per molecule when the targets are per molecule."""
+    if not any(torch.is_tensor(v) for v in condition.values()):
+        return generator.atom_counts.sample(n, condition or None, generator=rng)
+    columns = {k: (v if torch.is_tensor(v) else torch.full((n,), float(v), dtype=torch.float64))
+               for k, v in condition.items()}
+    if any(c.shape[0] != n for c in columns.values()):
+        raise ValueError(f"per-molecule targets must have one value for each of the {n} molecules")
+    rows = torch.stack(list(columns.values()), 1)
+    probs = torch.stack([generator.atom_counts.probabilities(dict(zip(columns, r.tolist()))) for r in rows])
+    return torch.multinomial(probs, 1, generator=rng).squeeze(1)
 
 
 def regressor_position_guidance(regressors: dict[str, Any], targets: dict[str, float], scale: float,
@@ -137,7 +153,7 @@ def generate(generator: Generator, n: int, *, condition: dict[str, float] | None
     model = generator.model.to(device).eval()
     rng = make_generator(seed)
     if num_atoms is None:
-        num_atoms = generator.atom_counts.sample(n, condition or None, generator=rng)
+        num_atoms = _atom_counts(generator, n, condition, rng)
     num_atoms = torch.as_tensor(num_atoms).long().reshape(-1)
     if num_atoms.shape[0] != n or int(num_atoms.min()) < 1:
         raise ValueError(f"need {n} positive atom counts, got {num_atoms.tolist()[:10]}...")
@@ -158,12 +174,13 @@ def generate(generator: Generator, n: int, *, condition: dict[str, float] | None
     for b0 in batches:
         idx = order[b0:b0 + batch_size]
         counts = num_atoms[idx].to(device)
-        cond = make_condition(condition, props, len(idx), model.cond, device) if props else None
+        here = {k: (v[idx] if torch.is_tensor(v) else v) for k, v in condition.items()}
+        cond = make_condition(here, props, len(idx), model.cond, device) if props else None
         guidance = None
         if regressor_scale and condition:
             mask = torch.arange(int(counts.max()), device=device) < counts.unsqueeze(1)
             stds = generator.metadata.get("property_std", {})
-            guidance = regressor_position_guidance({k: regressors[k].to(device) for k in condition}, condition,
+            guidance = regressor_position_guidance({k: regressors[k].to(device) for k in condition}, here,
                                                    regressor_scale, {k: float(stds.get(k, 1.0)) for k in condition},
                                                    mask)
         out = sample_molecules(net, counts, generator.num_classes, cfg, generator.flow, cond=cond,
@@ -182,10 +199,12 @@ def generate(generator: Generator, n: int, *, condition: dict[str, float] | None
         warnings.warn(f"{n - len(keep)} of {n} molecules produced NaN/inf during integration and were dropped",
                       stacklevel=2)
     batch = _to_batch([chunks[i] for i in keep])
-    targets = {k: torch.full((len(keep),), v, dtype=torch.float64) for k, v in condition.items()}
+    keep_t = torch.tensor(keep)
+    targets = {k: (v[keep_t] if torch.is_tensor(v) else torch.full((len(keep),), v, dtype=torch.float64))
+               for k, v in condition.items()}
     settings = {"steps": cfg.steps, "eta": cfg.eta, "temperature": cfg.temperature, "purity": cfg.purity,
                 "guidance_scale": guidance_scale, "regressor_scale": regressor_scale, "seed": seed,
-                "condition": condition}
+                "condition": {k: ("per-molecule" if torch.is_tensor(v) else v) for k, v in condition.items()}}
     return Generated(batch, targets, nfe, seconds, n - len(keep), settings)
 
 

@@ -31,6 +31,8 @@ PYPI_TO_CONDA = {
     "scipy": "scipy",
     "pyyaml": "pyyaml",
     "tqdm": "tqdm",
+    "torch-geometric": "pytorch-geometric",  # conda-forge spells it pytorch_geometric; names are normalised
+    "e3nn": "e3nn",
     "rdkit": "rdkit",
     "networkx": "networkx",
     "fcd": "pip",
