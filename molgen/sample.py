@@ -13,7 +13,6 @@ property regressors (``regressor_scale``).
 
 from __future__ import annotations
 
-import math
 import os
 import time
 import warnings
