@@ -1,4 +1,9 @@
-"""scoregen.molgen: 3D molecule generation on QM9 — data, representation, metrics, DFT hooks, property regressors."""
+"""scoregen.molgen: 3D molecule generation on QM9 — the SE(3)-equivariant flow-matching generator, data,
+representation, metrics, DFT hooks, property regressors.
+
+The generator's names (``MolFlowNet``, ``generate``, ``train_generator``, ...) are imported on first use, so that
+``import molgen`` and ``molgen --help`` do not pay for torch-geometric.
+"""
 
 __version__ = "0.1.0"
 
@@ -10,8 +15,28 @@ from molgen.regressor import PropertyRegressor, RegressorConfig, load_regressor,
 from molgen.representation import MolBatch, MolTensors, mol_to_tensors, tensors_to_mol  # noqa: E402
 from molgen.train_regressor import RegressorTrainConfig, evaluate_regressor, train_regressor  # noqa: E402
 
+_LAZY = {
+    "FlowNetConfig": "molgen.model", "MolFlowNet": "molgen.model",
+    "ConditioningConfig": "molgen.conditioning",
+    "FlowConfig": "molgen.flow", "SamplerConfig": "molgen.flow", "sample_molecules": "molgen.flow",
+    "Generator": "molgen.checkpoint", "load_generator": "molgen.checkpoint", "save_generator": "molgen.checkpoint",
+    "Generated": "molgen.sample", "generate": "molgen.sample", "load_default_generator": "molgen.sample",
+    "write_sdf": "molgen.sample",
+    "GeneratorTrainConfig": "molgen.train", "MolListDataset": "molgen.train", "train_generator": "molgen.train",
+}
+
+
+def __getattr__(name: str):
+    if name in _LAZY:
+        import importlib
+
+        return getattr(importlib.import_module(_LAZY[name]), name)
+    raise AttributeError(f"module 'molgen' has no attribute {name!r}")
+
+
 __all__ = [
     "__version__",
+    *sorted(_LAZY),
     "MolBatch",
     "MolTensors",
     "MoleculeFile",

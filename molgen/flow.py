@@ -27,7 +27,7 @@ import torch
 from scipy.optimize import linear_sum_assignment
 from torch import Tensor
 
-from shared.discrete_flow import MaskingDiscreteFlow, discrete_flow_loss, sample_categorical
+from shared.discrete_flow import MaskingDiscreteFlow, discrete_flow_loss, tempered_probs
 from shared.flow import LinearInterpolant
 
 __all__ = ["FlowConfig", "CATEGORICAL", "kabsch_rotation", "align_prior", "centred_prior", "remove_com",
@@ -192,31 +192,6 @@ class SampleOutput:
     nonfinite: Tensor  # (B,) bool: molecules whose integration produced NaN/inf (their outputs are garbage)
 
 
-def _tempered(logits: Tensor, temperature: float) -> Tensor:
-    return torch.softmax(logits.float() / temperature, dim=-1)
-
-
-def _purity_step(flow: MaskingDiscreteFlow, x: Tensor, probs: Tensor, t: Tensor, dt: float, valid: Tensor,
-                 generator: torch.Generator | None) -> Tensor:
-    """Unmask the expected number of tokens per molecule, choosing the most confident ones; then re-mask (eta)."""
-    masked = (x == flow.mask_index) & valid
-    tt = t.reshape(-1, *([1] * (x.dim() - 1)))
-    p_unmask = (dt * (1 + flow.eta * tt) / (1 - tt).clamp_min(flow.min_gap)).clamp(max=1.0)
-    flat_masked = masked.flatten(1)
-    expected = flat_masked.sum(1).float() * p_unmask.flatten()
-    k = torch.floor(expected + torch.rand(expected.shape, generator=generator, device=x.device)).long()
-    confidence = probs.max(-1).values  # which tokens go first; their values are still drawn from probs
-    choice = sample_categorical(probs, generator)
-    score = torch.where(masked, confidence, torch.full_like(confidence, -1.0)).flatten(1)
-    rank = score.argsort(1, descending=True).argsort(1)
-    unmask = (rank < k.unsqueeze(1)) & flat_masked
-    drawn = torch.where(unmask.view_as(x), choice, x)
-    if flow.eta > 0:  # re-mask previously unmasked tokens at rate eta
-        remask = (~masked) & valid & (torch.rand(x.shape, generator=generator, device=x.device) < flow.eta * dt)
-        drawn = torch.where(remask, torch.full_like(drawn, flow.mask_index), drawn)
-    return drawn
-
-
 def sample_molecules(model: Callable[..., dict[str, Tensor]], num_atoms: Tensor, num_classes: dict[str, int],
                      config: SamplerConfig, flow_config: FlowConfig | None = None, cond: Any = None,
                      generator: torch.Generator | None = None, progress: bool = False, device=None,
@@ -266,13 +241,13 @@ def sample_molecules(model: Callable[..., dict[str, Tensor]], num_atoms: Tensor,
                 x = state["positions"] + dt * v
             new = {"positions": remove_com(x, mask), "mask": mask}
             for key in CATEGORICAL:
-                probs = _tempered(torch.nan_to_num(out[key], nan=0.0), config.temperature)
+                probs = tempered_probs(torch.nan_to_num(out[key], nan=0.0), config.temperature)
                 valid = upper if key == "bonds" else mask
                 cur = state[key]
                 if last:
                     nxt = flows[key].finalize(cur, probs, generator, argmax=config.final == "argmax")
                 elif config.purity:
-                    nxt = _purity_step(flows[key], cur, probs, t, dt, valid, generator)
+                    nxt = flows[key].purity_step(cur, probs, t, dt, valid, generator)
                 else:
                     nxt = flows[key].step(cur, probs, t, dt, generator)
                 nxt = torch.where(valid, nxt, cur)

@@ -6,7 +6,7 @@ implementation lives in small modules (``sde``, ``system``, ``samplers``, ``edm`
 """
 
 from .config import ConfigError, config_to_dict, load_config, save_config
-from .discrete_flow import MaskingDiscreteFlow, UniformDiscreteFlow, discrete_flow_loss
+from .discrete_flow import MaskingDiscreteFlow, UniformDiscreteFlow, discrete_flow_loss, tempered_probs
 from .edm import DenoiserScore, EDMLoss, EDMPrecond, edm_sampler, edm_sigma_steps, score_from_denoiser
 from .evaluation import EvaluationReport, Evaluator, MissingDependency, evaluator, run_evaluators
 from .flow import CosineInterpolant, FlowMatchingLoss, Interpolant, LinearInterpolant, cfm_target, integrate_flow
@@ -27,7 +27,7 @@ __all__ = [
     "SampleResult", "pc_sample", "s4_sample", "ode_sample",
     "EDMPrecond", "EDMLoss", "edm_sampler", "edm_sigma_steps", "score_from_denoiser", "DenoiserScore",
     "Interpolant", "LinearInterpolant", "CosineInterpolant", "cfm_target", "FlowMatchingLoss", "integrate_flow",
-    "MaskingDiscreteFlow", "UniformDiscreteFlow", "discrete_flow_loss",
+    "MaskingDiscreteFlow", "UniformDiscreteFlow", "discrete_flow_loss", "tempered_probs",
     "dsm_loss", "system_dsm_loss",
     "ClassifierFreeGuidance", "GradientGuidance", "drop_condition",
     "Trainer", "TrainerConfig", "EMA",

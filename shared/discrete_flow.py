@@ -17,6 +17,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 __all__ = [
+    "tempered_probs",
     "MaskingDiscreteFlow",
     "UniformDiscreteFlow",
     "DiscreteFlowResult",
@@ -35,6 +36,13 @@ def sample_categorical(probs: Tensor, generator: torch.Generator | None = None) 
     u = torch.rand(probs.shape[:-1], generator=generator, device=probs.device, dtype=probs.dtype)
     idx = (cdf < u.unsqueeze(-1) * cdf[..., -1:]).sum(-1)
     return idx.clamp_max(probs.shape[-1] - 1)
+
+
+def tempered_probs(logits: Tensor, temperature: float = 1.0) -> Tensor:
+    """``softmax(logits / T)``, i.e. predicted probabilities raised to ``1 / T`` and renormalised."""
+    if temperature <= 0:
+        raise ValueError(f"temperature must be positive, got {temperature}")
+    return torch.softmax(logits.float() / temperature, dim=-1)
 
 
 def discrete_flow_loss(logits: Tensor, x1: Tensor, mask: Tensor | None = None) -> Tensor:
@@ -186,6 +194,32 @@ class MaskingDiscreteFlow(_DiscreteFlow):
                  argmax: bool = False) -> Tensor:
         drawn = super().finalize(x_t, probs, generator, argmax)
         return torch.where(x_t == self.mask_index, drawn, x_t)
+
+    def purity_step(self, x_t: Tensor, probs: Tensor, t: Tensor, dt: float, valid: Tensor | None = None,
+                    generator: torch.Generator | None = None) -> Tensor:
+        """Purity sampling (Tang et al. 2022 / MultiFlow): per sample, unmask the expected number of masked tokens
+        (``dt`` times the unmasking rate, stochastically rounded), choosing those whose prediction is most confident;
+        their values are drawn from ``probs``. Then unmasked tokens re-mask at rate ``eta``. ``valid`` (like
+        ``x_t``) marks the tokens that take part; the others are returned unchanged.
+        """
+        valid = torch.ones_like(x_t, dtype=torch.bool) if valid is None else valid
+        masked = (x_t == self.mask_index) & valid
+        tt = _per_sample(t, x_t).to(probs.dtype)
+        p_unmask = (dt * (1 + self.eta * tt) / (1 - tt).clamp_min(self.min_gap)).clamp(max=1.0)
+        flat = masked.flatten(1)
+        expected = flat.sum(1).to(probs.dtype) * p_unmask.flatten()
+        u = torch.rand(expected.shape, generator=generator, device=x_t.device, dtype=probs.dtype)
+        k = torch.floor(expected + u).long()
+        confidence = probs.max(-1).values
+        choice = sample_categorical(probs, generator)
+        score = torch.where(masked, confidence, torch.full_like(confidence, -1.0)).flatten(1)
+        rank = score.argsort(1, descending=True).argsort(1)
+        unmask = ((rank < k.unsqueeze(1)) & flat).view_as(x_t)
+        out = torch.where(unmask, choice, x_t)
+        if self.eta > 0:
+            remask = ~masked & valid & (torch.rand(x_t.shape, generator=generator, device=x_t.device) < self.eta * dt)
+            out = torch.where(remask, torch.full_like(out, self.mask_index), out)
+        return out
 
 
 class UniformDiscreteFlow(_DiscreteFlow):

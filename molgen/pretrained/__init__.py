@@ -18,7 +18,8 @@ from shared.config import load_config
 from shared.io import atomic_write_json
 
 __all__ = ["PRETRAINED_DIR", "EGNN_REFERENCE_MAE", "GENERATOR_FILE", "read_manifest", "pretrained_path",
-           "load_pretrained", "build_pretrained", "pretrained_generator_path", "read_generator_manifest"]
+           "load_pretrained", "build_pretrained", "pretrained_generator_path", "read_generator_manifest",
+           "package_generator"]
 
 PRETRAINED_DIR = Path(__file__).resolve().parent
 # test MAEs of the EGNN property classifiers used by EDM/PropMolFlow (reporting units of REPORTING_UNITS)
@@ -98,3 +99,32 @@ def build_pretrained(data: str | os.PathLike, work_dir: str | os.PathLike, prope
         atomic_write_json(folder / "manifest.json", manifest)
         print(f"{prop}: test MAE {test['mae']:.4g} {test['unit']} after {summary['steps']} steps", file=sys.stderr)
     return manifest
+
+
+def package_generator(model_path: str | os.PathLike, manifest: dict, qm9: str | os.PathLike | None = None,
+                      folder: str | os.PathLike = PRETRAINED_DIR) -> Path:
+    """Copy a trained generator (``model.pt``) here as the embedded default and write its manifest.
+
+    ``manifest`` says how it was trained and what it scores. With ``qm9`` given, the OOD margins of the training
+    half (99th minus 50th percentile) are added to the model's metadata when the file lacks them.
+    """
+    import torch
+
+    from molgen.checkpoint import FORMAT
+    from shared.io import atomic_torch_save
+
+    payload = torch.load(model_path, map_location="cpu", weights_only=True)
+    if payload.get("format") != FORMAT:
+        raise ValueError(f"{model_path} is not a molgen generator ({FORMAT})")
+    meta = payload["metadata"]
+    if qm9 is not None and "ood_margin" not in meta:
+        from molgen.data import QM9Dataset
+
+        half = QM9Dataset(qm9, meta.get("split", "train_generator"))
+        meta["ood_margin"] = {p: float(half.property(p).quantile(0.99) - half.property(p).median())
+                              for p in payload["model_config"]["conditioning"]["properties"]}
+    path = atomic_torch_save(payload, Path(folder) / GENERATOR_FILE)
+    atomic_write_json(Path(folder) / "generator_manifest.json",
+                      {**manifest, "file": GENERATOR_FILE, "size_bytes": path.stat().st_size,
+                       "steps": meta.get("steps"), "epochs": meta.get("epochs"), "n_train": meta.get("n_train")})
+    return path

@@ -143,3 +143,37 @@ def test_loss_mask_and_shape_checks():
     torch.testing.assert_close(discrete_flow_loss(logits, x1, mask), brute)
     with pytest.raises(ValueError, match="class dim"):
         discrete_flow_loss(logits, x1[:, :3])
+
+
+def test_tempered_probs_are_powers_of_the_probabilities():
+    from shared.discrete_flow import tempered_probs
+
+    p = torch.tensor([[0.6, 0.3, 0.1]])
+    sharp = tempered_probs(p.log(), 0.5)
+    torch.testing.assert_close(sharp, p ** 2 / (p ** 2).sum(-1, keepdim=True))
+    torch.testing.assert_close(tempered_probs(p.log(), 1.0), p)
+    with pytest.raises(ValueError, match="temperature"):
+        tempered_probs(p.log(), 0.0)
+
+
+@pytest.mark.parametrize("eta", [0.0, 3.0])
+def test_purity_sampling_unmasks_everything_and_keeps_the_marginals(eta):
+    """With a model that ignores its input, which tokens go first cannot change the values they take."""
+    from shared.discrete_flow import MaskingDiscreteFlow
+
+    p = torch.tensor([0.5, 0.3, 0.2])
+    flow = MaskingDiscreteFlow(3, eta=eta)
+    g = torch.Generator().manual_seed(0)
+    x = torch.full((400, 10), flow.mask_index)
+    valid = torch.ones_like(x, dtype=torch.bool)
+    valid[:, -2:] = False  # padding takes no part
+    steps = 25
+    grid = torch.linspace(0, 1, steps + 1)
+    probs = p.expand(400, 10, 3)
+    for i in range(steps - 1):
+        x = flow.purity_step(x, probs, grid[i].expand(400), float(grid[i + 1] - grid[i]), valid, g)
+    x = torch.where(valid, flow.finalize(x, probs, g), x)
+    assert (x[:, -2:] == flow.mask_index).all() and (x[valid] < 3).all()
+    freq = torch.bincount(x[valid], minlength=3).double() / valid.sum()
+    sigma = torch.sqrt(p * (1 - p) / valid.sum())
+    assert ((freq - p).abs() < 4 * sigma).all(), freq
