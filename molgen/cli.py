@@ -240,8 +240,13 @@ def _train(args: argparse.Namespace) -> int:
     if run_dir is None:
         digest = hashlib.sha256(repr(config_to_dict(config)).encode()).hexdigest()[:8]
         run_dir = Path("runs") / f"{time.strftime('%Y%m%d')}-molgen-{Path(args.config).stem}-{digest}"
-    path = train_generator(config, run_dir, steps=args.steps)
-    if distributed.is_main():
+    distributed.init()  # a no-op without torchrun; with it, one process group for all ranks (gloo on CPU)
+    try:
+        path = train_generator(config, run_dir, steps=args.steps)
+        main_rank = distributed.is_main()
+    finally:
+        distributed.cleanup()
+    if main_rank:
         print(f"model written to {path}")
     return 0
 

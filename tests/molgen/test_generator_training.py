@@ -265,3 +265,38 @@ def test_regressor_guidance_moves_the_judged_property(tiny_model):
     assert abs(spread(guided) - 8.0) < 0.5 * abs(spread(plain) - 8.0), (spread(guided), spread(plain))
     with pytest.raises(ValueError, match="regressor guidance needs"):
         generate(generator, 2, condition={"gap": 8.0}, steps=2, regressor_scale=1.0)
+
+
+@pytest.mark.timeout(300)
+def test_torchrun_two_ranks_through_the_cli(tmp_path):
+    """2 CPU ranks (gloo) through the real CLI: one run directory, one model file, one 'model written' line."""
+    import os
+    import subprocess
+    import sys
+
+    sdf = tmp_path / "train.sdf"
+    writer = Chem.SDWriter(str(sdf))
+    for smiles in ["O", "N", "C", "CO"]:
+        writer.write(mol3d(smiles))
+    writer.close()
+    data = tmp_path / "tiny.yaml"
+    data.write_text("batch_size: 2\nmodel: {num_layers: 1, scalars: 16, vectors: 4, edge_features: 8}\n"
+                    "trainer: {max_steps: 2, checkpoint_every: 1, progress: false}\n")
+    script = tmp_path / "launch.py"
+    script.write_text(
+        "import sys\n"
+        "from rdkit import Chem\n"
+        "import molgen.train as t\n"
+        f"mols = [m for m in Chem.SDMolSupplier({str(sdf)!r}, removeHs=False)]\n"
+        "t.GeneratorDataset = lambda *a, **k: t.MolListDataset(mols)\n"
+        "from molgen.cli import main\n"
+        "sys.exit(main(sys.argv[1:]))\n")
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", str(script), "train",
+           str(data), "--qm9", str(sdf), "--run-dir", str(tmp_path / "run"), "--device", "cpu", "--no-progress"]
+    done = subprocess.run(cmd, capture_output=True, text=True, timeout=280, env=env)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.count("model written") == 1
+    assert load_generator(tmp_path / "run" / "model.pt").metadata["steps"] == 2
+    assert sorted(p.name for p in (tmp_path / "run" / "checkpoints").glob("ckpt-*.pt")) == [
+        "ckpt-00000001.pt", "ckpt-00000002.pt"]
