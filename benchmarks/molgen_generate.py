@@ -116,7 +116,7 @@ def conditional(generator, data: str, props: list[str], n: int, steps: int, seed
                 row["mae_xtb_calibrated"] = property_mae(t[ok], slope * values + offset) * factor
         if b3lyp and prop == "gap":
             sizes = result.batch.num_atoms.numpy()
-            chosen = [i for i in np.argsort(sizes, kind="stable") if checks[i].closed_shell][:b3lyp]
+            chosen = [i for i in np.argsort(sizes, kind="stable") if checks[i].valid and checks[i].closed_shell][:b3lyp]
             res = run_hook(PySCFHook(), [_records(result.batch)[i] for i in chosen], cache_dir=work / "b3lyp-cache")
             for i, r in zip(chosen, res):
                 entry = {"index": int(i), "atoms": int(sizes[i]), "smiles": checks[i].smiles, "target_eV": float(t[i]),

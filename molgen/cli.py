@@ -240,7 +240,8 @@ def _train(args: argparse.Namespace) -> int:
     if run_dir is None:
         digest = hashlib.sha256(repr(config_to_dict(config)).encode()).hexdigest()[:8]
         run_dir = Path("runs") / f"{time.strftime('%Y%m%d')}-molgen-{Path(args.config).stem}-{digest}"
-    distributed.init()  # a no-op without torchrun; with it, one process group for all ranks (gloo on CPU)
+    # a no-op without torchrun; with it, one process group for all ranks (gloo unless training on CUDA)
+    distributed.init("nccl" if config.trainer.device.startswith("cuda") else "gloo")
     try:
         path = train_generator(config, run_dir, steps=args.steps)
         main_rank = distributed.is_main()

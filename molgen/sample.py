@@ -121,7 +121,8 @@ def regressor_position_guidance(regressors: dict[str, Any], targets: dict[str, f
 
         def predict(x: Tensor, t_: Tensor) -> Tensor:
             cols = [regressors[p](types, x.float(), mask) for p in props]
-            return torch.stack([(c - targets[p]) / noise_std[p] for c, p in zip(cols, props)], 1)
+            return torch.stack([(c - torch.as_tensor(targets[p], device=c.device, dtype=c.dtype)) / noise_std[p]
+                                for c, p in zip(cols, props)], 1)
 
         gg = GradientGuidance(lambda x, t_: torch.zeros_like(x), predict, target=0.0, scale=scale, noise_std=1.0)
         grad = gg(positions, t)

@@ -182,6 +182,9 @@ def train_generator(config: GeneratorTrainConfig, run_dir: str | os.PathLike, *,
     """
     run_dir = Path(run_dir)
     if dataset is None:
+        if not config.data and distributed.is_main():
+            default_qm9_path()  # rank 0 prepares the cache once; the others wait and then open it
+        distributed.barrier()
         data = config.data or str(default_qm9_path())
         dataset = GeneratorDataset(data, config.split, config.model.conditioning.properties, config.limit)
     _check_run_dir(config, run_dir)
@@ -205,7 +208,12 @@ def train_generator(config: GeneratorTrainConfig, run_dir: str | os.PathLike, *,
         trainer.train(todo)
         if remaining is not None:
             remaining -= trainer.step - before
-        if config.max_time_s is not None and time.perf_counter() - start >= config.max_time_s:
+        out_of_time = config.max_time_s is not None and time.perf_counter() - start >= config.max_time_s
+        if distributed.get_world_size() > 1:  # every rank must stop at the same step, or DDP waits forever
+            flag = torch.tensor([float(out_of_time)], device=trainer.device)
+            torch.distributed.all_reduce(flag, op=torch.distributed.ReduceOp.MAX)
+            out_of_time = bool(flag.item())
+        if out_of_time:
             break
     state = {**model.state_dict(), **trainer.ema.shadow} if trainer.ema is not None else None  # buffers too
     metadata = {

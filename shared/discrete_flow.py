@@ -9,6 +9,7 @@ discretisation is the sampler. All functions act on whole ``(B, ...)`` integer t
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from typing import Any, Callable, Sequence
 
@@ -34,7 +35,8 @@ def sample_categorical(probs: Tensor, generator: torch.Generator | None = None) 
     """One draw per row of ``probs`` (last dim; rows need not be normalised) by inverse-CDF sampling."""
     cdf = probs.cumsum(-1)
     u = torch.rand(probs.shape[:-1], generator=generator, device=probs.device, dtype=probs.dtype)
-    idx = (cdf < u.unsqueeze(-1) * cdf[..., -1:]).sum(-1)
+    # "<=": a draw of exactly 0 must not pick a leading zero-probability class
+    idx = (cdf <= u.unsqueeze(-1) * cdf[..., -1:]).sum(-1)
     return idx.clamp_max(probs.shape[-1] - 1)
 
 
@@ -99,14 +101,25 @@ class _DiscreteFlow:
         return torch.where(keep, x1, self._noise_like(x1, generator))
 
     def step(
-        self, x_t: Tensor, probs: Tensor, t: Tensor, dt: float | Tensor, generator: torch.Generator | None = None
+        self, x_t: Tensor, probs: Tensor, t: Tensor, dt: float | Tensor, generator: torch.Generator | None = None,
+        method: str = "euler",
     ) -> Tensor:
-        """One Euler step of the CTMC: jump to ``j`` with probability ``dt * R(x_t -> j)``."""
+        """One step of the CTMC with the rates frozen over the step.
+
+        ``euler``: jump to ``j`` with probability ``dt * R(x_t -> j)`` (a too-large step jumps surely, split by the
+        rates). ``exponential``: leave with probability ``1 - exp(-dt * sum_j R)``, split by the rates: the exact
+        law of the frozen-rate chain, which stays sensible when ``dt * R`` is not small (few steps, large eta).
+        """
+        if method not in ("euler", "exponential"):
+            raise ValueError(f"method must be 'euler' or 'exponential', got {method!r}")
         rates = self.rates(x_t, probs, t)
         dt = torch.as_tensor(dt, device=rates.device, dtype=rates.dtype)
         jump = rates * (_per_sample(dt, x_t).unsqueeze(-1) if dt.dim() else dt)
         total = jump.sum(-1, keepdim=True)
-        jump = jump / total.clamp_min(1.0)  # a too-large step jumps surely, split by the rates
+        if method == "euler":
+            jump = jump / total.clamp_min(1.0)
+        else:
+            jump = jump * (-torch.expm1(-total) / total.clamp_min(1e-12))
         stay = 1.0 - jump.sum(-1, keepdim=True)
         trans = jump.scatter_add(-1, x_t.unsqueeze(-1), stay)
         return sample_categorical(trans, generator)
@@ -190,6 +203,38 @@ class MaskingDiscreteFlow(_DiscreteFlow):
             torch.cat([torch.zeros_like(unmask), remask], -1),
         )
 
+    def step(
+        self, x_t: Tensor, probs: Tensor, t: Tensor, dt: float | Tensor, generator: torch.Generator | None = None,
+        method: str = "euler",
+    ) -> Tensor:
+        """``euler`` as in the base class; ``exponential`` is the exact transition of the frozen-rate chain.
+
+        With the rates frozen over the step, "masked or not" is a two-state chain (unmask at ``A = (1 + eta t) /
+        (1 - t)``, re-mask at ``b = eta``) and every unmasking draws its class from ``probs``, so the step's matrix
+        exponential is closed-form: from the mask, unmasked with probability ``A / s (1 - e^{-s dt})`` (s = A + b);
+        from class j, still j without ever leaving with ``e^{-b dt}``, unmasked at the end with
+        ``(A + b e^{-s dt}) / s``, the difference drawn from ``probs``.
+        """
+        if method != "exponential":
+            return super().step(x_t, probs, t, dt, generator, method)
+        if probs.shape != (*x_t.shape, self.num_classes):
+            raise ValueError(f"probs must have shape {(*x_t.shape, self.num_classes)}, got {tuple(probs.shape)}")
+        tt = _per_sample(t, x_t).to(probs.dtype)
+        dt = torch.as_tensor(dt, device=probs.device, dtype=probs.dtype)
+        dt = _per_sample(dt, x_t) if dt.dim() else dt
+        a = (1 + self.eta * tt) / (1 - tt).clamp_min(self.min_gap)
+        b = torch.full_like(a, self.eta)
+        s = a + b
+        e_s, e_b = torch.exp(-s * dt), torch.exp(-b * dt)
+        from_mask = (a / s * (1 - e_s)).unsqueeze(-1)
+        unmasked_end = ((a + b * e_s) / s).unsqueeze(-1)
+        masked = (x_t == self.mask_index).unsqueeze(-1)
+        keep = torch.nn.functional.one_hot(x_t.clamp_max(self.num_classes - 1), self.num_classes).to(probs.dtype)
+        classes = torch.where(masked, probs * from_mask, probs * (unmasked_end - e_b.unsqueeze(-1)) +
+                              keep * e_b.unsqueeze(-1))
+        to_mask = torch.where(masked, 1 - from_mask, 1 - unmasked_end).clamp_min(0.0)
+        return sample_categorical(torch.cat([classes.clamp_min(0.0), to_mask], -1), generator)
+
     def finalize(self, x_t: Tensor, probs: Tensor, generator: torch.Generator | None = None,
                  argmax: bool = False) -> Tensor:
         drawn = super().finalize(x_t, probs, generator, argmax)
@@ -205,7 +250,7 @@ class MaskingDiscreteFlow(_DiscreteFlow):
         valid = torch.ones_like(x_t, dtype=torch.bool) if valid is None else valid
         masked = (x_t == self.mask_index) & valid
         tt = _per_sample(t, x_t).to(probs.dtype)
-        p_unmask = (dt * (1 + self.eta * tt) / (1 - tt).clamp_min(self.min_gap)).clamp(max=1.0)
+        p_unmask = -torch.expm1(-dt * (1 + self.eta * tt) / (1 - tt).clamp_min(self.min_gap))
         flat = masked.flatten(1)
         expected = flat.sum(1).to(probs.dtype) * p_unmask.flatten()
         u = torch.rand(expected.shape, generator=generator, device=x_t.device, dtype=probs.dtype)
@@ -217,7 +262,8 @@ class MaskingDiscreteFlow(_DiscreteFlow):
         unmask = ((rank < k.unsqueeze(1)) & flat).view_as(x_t)
         out = torch.where(unmask, choice, x_t)
         if self.eta > 0:
-            remask = ~masked & valid & (torch.rand(x_t.shape, generator=generator, device=x_t.device) < self.eta * dt)
+            p_remask = -math.expm1(-self.eta * dt)  # exact for the frozen rate, < 1 for any step
+            remask = ~masked & valid & (torch.rand(x_t.shape, generator=generator, device=x_t.device) < p_remask)
             out = torch.where(remask, torch.full_like(out, self.mask_index), out)
         return out
 

@@ -177,3 +177,44 @@ def test_purity_sampling_unmasks_everything_and_keeps_the_marginals(eta):
     freq = torch.bincount(x[valid], minlength=3).double() / valid.sum()
     sigma = torch.sqrt(p * (1 - p) / valid.sum())
     assert ((freq - p).abs() < 4 * sigma).all(), freq
+
+
+@pytest.mark.parametrize("eta", [0.0, 2.0, 10.0])
+def test_masking_exponential_step_is_the_matrix_exponential_of_the_frozen_generator(eta):
+    """Row-by-row against ``expm(dt Q)`` of the rate matrix, for a masked and each unmasked start state."""
+    flow = MaskingDiscreteFlow(3, eta=eta)
+    probs = torch.tensor([0.5, 0.3, 0.2], dtype=DTYPE)
+    t, dt = torch.tensor([0.4], dtype=DTYPE), 0.15
+    starts = torch.arange(4)  # classes 0..2 and the mask (3)
+    q = flow.rates(starts.unsqueeze(0), probs.expand(1, 4, 3), t.expand(1))[0]  # (4, 4) off-diagonal rates
+    q = q - torch.diag(q.sum(-1))
+    expected = torch.linalg.matrix_exp(dt * q)
+    g = torch.Generator().manual_seed(0)
+    n = 40000
+    x = starts.repeat(n, 1)  # (n, 4)
+    out = flow.step(x, probs.expand(n, 4, 3), t.expand(n), dt, g, method="exponential")
+    for k in range(4):
+        freq = torch.bincount(out[:, k], minlength=4).double() / n
+        p = expected[k].clamp(0.0, 1.0)
+        sigma = torch.sqrt(p * (1 - p) / n) + 1e-9
+        assert ((freq - expected[k]).abs() < 4.5 * sigma + 1e-12).all(), (k, freq, expected[k])
+
+
+def test_exponential_steps_keep_the_masking_marginal_at_few_steps():
+    """A perfect model: the fraction still masked at t should be 1 - t; frozen-rate Euler with eta = 10 and
+    20 steps leaves ~34 % masked at t = 0.95, the exact step ~9 %."""
+    flow = MaskingDiscreteFlow(3, eta=10.0)
+    g = torch.Generator().manual_seed(1)
+    steps, n = 20, 20000
+    grid = torch.linspace(0, 1, steps + 1)
+    probs = torch.tensor([0.6, 0.4, 0.0]).expand(n, 1, 3)
+    masked = {}
+    for method in ("euler", "exponential"):
+        x = torch.full((n, 1), flow.mask_index)
+        for i in range(steps - 1):
+            x = flow.step(x, probs, grid[i].expand(n), float(grid[i + 1] - grid[i]), g, method=method)
+        masked[method] = float((x == flow.mask_index).float().mean())
+        unmasked = x[x < 3]
+        share = float((unmasked == 0).float().mean())
+        assert abs(share - 0.6) < 0.02 and not (x == 2).any()
+    assert masked["exponential"] < 0.12 < 0.3 < masked["euler"]
