@@ -141,3 +141,25 @@ def test_cli_common_imports_no_chemistry_library():
         "assert not loaded, loaded\n"
     )
     subprocess.run([sys.executable, "-c", code], check=True, timeout=120)
+
+
+def test_overrides_are_accepted_after_options(capsys):
+    """``train CONFIG --run-dir X a.b=1`` (the README's own example shape) and overrides on both sides."""
+
+    def add_train(subparsers):
+        parser = subparsers.add_parser("train")
+        parser.add_argument("config")
+        parser.add_argument("overrides", nargs="*")
+        parser.add_argument("--run-dir")
+        parser.set_defaults(handler=lambda args: print(args.config, args.run_dir, *args.overrides))
+        return parser
+
+    parser = build_parser("prog", "test", [add_train])
+    assert run_cli(parser, ["train", "cfg", "a=1", "--run-dir", "runs/x", "b.c=2", "d=[1, 2]"]) == 0
+    assert capsys.readouterr().out.split() == ["cfg", "runs/x", "a=1", "b.c=2", "d=[1,", "2]"]
+    # anything else that argparse does not know is still an error, and a subcommand without overrides refuses them
+    assert run_cli(parser, ["train", "cfg", "--run-dir", "x", "--bogus"]) == 2
+    assert "unrecognized arguments: --bogus" in capsys.readouterr().err
+    echo = build_parser("prog", "test", [add_echo_parser])
+    assert run_cli(echo, ["echo", "a=1"]) == 2
+    assert "unrecognized arguments: a=1" in capsys.readouterr().err
