@@ -159,7 +159,7 @@ def _check_run_dir(config: GeneratorTrainConfig, run_dir: Path) -> None:
     if path.is_file():
         saved = config_to_dict(load_config(GeneratorTrainConfig, path))
         now = config_to_dict(config)
-        ignore = {"max_time_s", "num_workers"}  # a budget is not part of what is trained
+        ignore = {"max_time_s", "num_workers", "sampler"}  # budgets and sampler defaults do not change training
         changed = sorted(k for k in set(saved) | set(now) if k not in ignore and saved.get(k) != now.get(k)
                          and k != "trainer")
         changed += [f"trainer.{k}" for k in now["trainer"]
