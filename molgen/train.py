@@ -56,6 +56,7 @@ class GeneratorTrainConfig:
     trainer: GeneratorTrainerConfig = field(default_factory=GeneratorTrainerConfig)
     max_time_s: float | None = None  # wall-clock budget of this call (a checkpoint is written when it runs out)
     num_workers: int = 0
+    init_from: str | None = None  # warm start: a generator file (model.pt) whose weights initialise a new run
 
 
 def default_qm9_path() -> Path:
@@ -193,6 +194,13 @@ def train_generator(config: GeneratorTrainConfig, run_dir: str | os.PathLike, *,
     values = dataset.property_values()
     if props:
         model.cond.set_normalisation(values.mean(0), values.std(0))
+    if config.init_from and latest_checkpoint(run_dir) is None:
+        from molgen.checkpoint import load_generator
+
+        start_from = load_generator(config.init_from).model
+        if start_from.config != model.config:
+            raise ValueError(f"init_from={config.init_from} holds a network of another shape than this config's model")
+        model.load_state_dict(start_from.state_dict())
     counts = AtomCountDistribution.fit(dataset.num_atoms(), values if props else None, props)
     loader = DataLoader(dataset, batch_size=config.batch_size, shuffle=True, collate_fn=dense_batch,
                         num_workers=config.num_workers, drop_last=len(dataset) > config.batch_size)

@@ -300,3 +300,15 @@ def test_torchrun_two_ranks_through_the_cli(tmp_path):
     assert load_generator(tmp_path / "run" / "model.pt").metadata["steps"] == 2
     assert sorted(p.name for p in (tmp_path / "run" / "checkpoints").glob("ckpt-*.pt")) == [
         "ckpt-00000001.pt", "ckpt-00000002.pt"]
+
+
+def test_warm_start_from_a_generator_file(tmp_path):
+    mols = [mol3d(s) for s in ["O", "N"]]
+    first = train_generator(config("batch_size=2", "trainer.max_steps=2"), tmp_path / "a", dataset=MolListDataset(mols))
+    warm = train_generator(config("batch_size=2", "trainer.max_steps=5", f"init_from={first}"), tmp_path / "b",
+                           dataset=MolListDataset(mols), steps=0)
+    a, b = load_generator(first).model.state_dict(), load_generator(warm).model.state_dict()
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    with pytest.raises(ValueError, match="another shape"):
+        train_generator(config("batch_size=2", "model.scalars=16", f"init_from={first}"), tmp_path / "c",
+                        dataset=MolListDataset(mols), steps=0)
