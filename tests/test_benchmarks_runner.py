@@ -9,7 +9,7 @@ from benchmarks import run
 
 def test_registered_benchmarks_exist_and_list(capsys):
     for bench in run.BENCHMARKS:
-        assert importlib.util.find_spec(f"benchmarks.{bench.name}") is not None, bench.name
+        assert importlib.util.find_spec(f"benchmarks.{bench.module or bench.name}") is not None, bench.name
         assert bench.needs_data == any("{data}" in a for a in bench.args), bench.name
     assert run.main(["--list"]) == 0
     listing = capsys.readouterr().out
