@@ -49,14 +49,9 @@ def _train(args: argparse.Namespace) -> int:
 
 def _config_path(name: str) -> Path:
     """A config file path, or the name of a packaged config (community_small, qm9, ...)."""
-    path = Path(name)
-    if path.is_file():
-        return path
-    packaged = Path(__file__).parent / "configs" / f"{path.stem}.yaml"
-    if packaged.is_file():
-        return packaged
-    names = sorted(p.stem for p in packaged.parent.glob("*.yaml"))
-    raise FileNotFoundError(f"config {name!r} is neither a file nor a packaged config ({', '.join(names)})")
+    from shared.cli_common import packaged_config
+
+    return packaged_config(name, Path(__file__).parent / "configs")
 
 
 def add_train_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:

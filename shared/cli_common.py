@@ -12,6 +12,7 @@ import argparse
 import os
 import sys
 from collections.abc import Callable, Iterable, Sequence
+from pathlib import Path
 
 import torch
 
@@ -23,6 +24,7 @@ __all__ = [
     "add_common_options",
     "add_version_parser",
     "build_parser",
+    "packaged_config",
     "device_report",
     "resolve_device",
     "run_cli",
@@ -74,6 +76,18 @@ def add_common_options(
             "--data-dir", default=None, help="reference data directory (default: $SCOREGEN_DATA)"
         )
     return parser
+
+
+def packaged_config(name: str, folder: str | os.PathLike) -> Path:
+    """A config file path, or the name of a YAML config shipped in ``folder`` (a domain's ``configs/``)."""
+    path = Path(name)
+    if path.is_file():
+        return path
+    packaged = Path(folder) / f"{path.stem}.yaml"
+    if packaged.is_file():
+        return packaged
+    names = sorted(p.stem for p in Path(folder).glob("*.yaml"))
+    raise FileNotFoundError(f"config {name!r} is neither a file nor a packaged config ({', '.join(names)})")
 
 
 def resolve_device(name: str = "auto") -> torch.device:
