@@ -1,7 +1,7 @@
 """The ``crysgen`` command line: ``crysgen COMMAND [options]``.
 
 To add a command, write ``add_<name>_parser(subparsers)`` (create the subparser, call
-``shared.cli_common.add_common_options`` if it needs --device/--seed/--data-dir, and
+``shared.cli_common.add_common_options`` for --device/--seed/--data-dir/--threads/--no-progress, and
 ``set_defaults(handler=...)`` with a handler ``fn(args) -> int | None``), then append it to ``SUBCOMMANDS``.
 Handlers import heavy or optional libraries lazily so that ``crysgen --help`` stays fast.
 """
@@ -34,7 +34,6 @@ def add_train_parser(subparsers: argparse._SubParsersAction) -> argparse.Argumen
     parser.add_argument("overrides", nargs="*", help="dotted key=value overrides, e.g. trainer.max_steps=1000")
     parser.add_argument("--run-dir", default=None, help="run directory (default runs/<date>-crysgen-<name>-<hash>)")
     add_common_options(parser, seed=False)
-    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
     parser.set_defaults(handler=_train)
     return parser
 
@@ -81,7 +80,6 @@ def add_sample_parser(subparsers: argparse._SubParsersAction) -> argparse.Argume
                         help="condition on a property value (raw units); repeat for several properties")
     parser.add_argument("--scale", type=float, default=1.0, help="classifier-free guidance scale (default 1)")
     parser.add_argument("--batch-size", type=int, default=256)
-    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
     add_common_options(parser, data_dir=False)
     parser.set_defaults(handler=_sample)
     return parser
@@ -192,6 +190,7 @@ def add_relax_parser(subparsers: argparse._SubParsersAction) -> argparse.Argumen
     parser.add_argument("--limit", type=int, default=None, help="relax only the first N crystals")
     parser.add_argument("--out", default=None, help="output directory (default SOURCE/relaxed)")
     parser.add_argument("--cache-dir", default=None, help="hook result cache (default: the output directory)")
+    add_common_options(parser, device=False, seed=False, data_dir=False)
     parser.set_defaults(handler=_relax)
     return parser
 
@@ -214,7 +213,7 @@ def _relax(args: argparse.Namespace) -> int:
     source = Path(args.source)
     out = Path(args.out) if args.out else (source if source.is_dir() else source.parent) / "relaxed"
     results = run_hook(hook, [s.as_dict() for s in structures], cache_dir=args.cache_dir or out / "cache",
-                       progress=True)
+                       progress=not args.no_progress)
     relaxed = [Structure.from_dict(r.values["structure"]) if r.ok else None for r in results]
     write_cifs(relaxed, out, prefix="relaxed")
     records = [{"index": i, "status": r.status, "reason": r.reason,

@@ -1,7 +1,7 @@
 """The ``molgen`` command line: ``molgen COMMAND [options]``.
 
 To add a command, write ``add_<name>_parser(subparsers)`` (create the subparser, call
-``shared.cli_common.add_common_options`` if it needs --device/--seed/--data-dir, and
+``shared.cli_common.add_common_options`` for --device/--seed/--data-dir/--threads/--no-progress, and
 ``set_defaults(handler=...)`` with a handler ``fn(args) -> int | None``), then append it to ``SUBCOMMANDS``.
 Handlers import heavy or optional libraries lazily so that ``molgen --help`` stays fast.
 """
@@ -37,6 +37,7 @@ def add_evaluate_parser(subparsers: argparse._SubParsersAction) -> argparse.Argu
                              "(its train split)")
     parser.add_argument("--skip-unreadable", action="store_true",
                         help="skip unreadable molecules (counted in the output) instead of stopping")
+    add_common_options(parser, device=False, seed=False, data_dir=False)
     parser.set_defaults(handler=_evaluate)
     return parser
 
@@ -95,6 +96,7 @@ def add_dft_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentP
     parser.add_argument("--out", default=None,
                         help="output prefix (default: FILE without suffix + .METHOD); writes PREFIX.csv/.json")
     parser.add_argument("--retry-failed", action="store_true", help="recompute cached failures")
+    add_common_options(parser, device=False, seed=False, data_dir=False)
     parser.set_defaults(handler=_dft)
     return parser
 
@@ -118,7 +120,8 @@ def _dft(args: argparse.Namespace) -> int:
     if args.workers > 1:
         executor = ProcessPoolExecutor(args.workers, mp_context=get_context("spawn"))
     try:
-        results = run_hook(hook, records, executor=executor, cache_dir=cache, retry_failed=args.retry_failed)
+        results = run_hook(hook, records, executor=executor, cache_dir=cache, retry_failed=args.retry_failed,
+                           progress=not args.no_progress)
     finally:
         if executor is not None:
             executor.shutdown()
@@ -174,7 +177,8 @@ def _train_regressor(args: argparse.Namespace) -> int:
 
     device = resolve_device(args.device)
     overrides = [f"property={args.property}", f"data={args.qm9}", f"trainer.seed={args.seed}",
-                 f"trainer.device={device}", *args.overrides]
+                 f"trainer.device={device}", *(["trainer.progress=false"] if args.no_progress else []),
+                 *args.overrides]
     config = load_config(RegressorTrainConfig, args.config, overrides)
     summary = train_regressor(config, args.run_dir, resume=args.resume)
     test = evaluate_regressor(Path(args.run_dir) / "best.pt", config.data, config.property)
@@ -202,7 +206,6 @@ def add_train_parser(subparsers: argparse._SubParsersAction) -> argparse.Argumen
     parser.add_argument("--run-dir", default=None, help="run directory (default: runs/<date>-molgen-<config>-<hash>)")
     parser.add_argument("--steps", type=int, default=None, help="stop after this many more steps (resumable)")
     parser.add_argument("--dry-run", action="store_true", help="print the resolved config and parameter count only")
-    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
     add_common_options(parser, data_dir=False)
     parser.set_defaults(handler=_train, seed=None)
     return parser
@@ -268,7 +271,6 @@ def add_sample_parser(subparsers: argparse._SubParsersAction) -> argparse.Argume
     parser.add_argument("--eta", type=float, default=None, help="CTMC stochasticity (default: the model's)")
     parser.add_argument("--temperature", type=float, default=None, help="temperature on predicted probabilities")
     parser.add_argument("--purity", action="store_true", help="purity sampling (most confident tokens first)")
-    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
     add_common_options(parser, data_dir=False)
     parser.set_defaults(handler=_sample)
     return parser

@@ -2,16 +2,18 @@
 
 A domain CLI is a list of ``add_<name>_parser(subparsers)`` functions; each adds one subcommand and sets its
 handler with ``parser.set_defaults(handler=fn)``, where ``fn(args) -> int | None``. ``run_cli`` parses, calls the
-handler and turns user errors (bad options, missing files, absent optional packages) into one line on stderr and
-exit code 2; ``--debug`` shows the full traceback instead. Imports no chemistry library.
+handler with ``--threads`` applied, and turns user errors (bad options, missing files, absent optional packages)
+into one line on stderr and exit code 2; ``--debug`` shows the full traceback instead. Imports no chemistry
+library.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import sys
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
 
 import torch
@@ -28,6 +30,7 @@ __all__ = [
     "device_report",
     "resolve_device",
     "run_cli",
+    "thread_limit",
 ]
 
 EXIT_USER_ERROR = 2
@@ -64,18 +67,71 @@ def build_parser(prog: str, description: str, subcommands: Iterable[AddParser]) 
 
 
 def add_common_options(
-    parser: argparse.ArgumentParser, *, device: bool = True, seed: bool = True, data_dir: bool = True
+    parser: argparse.ArgumentParser, *, device: bool = True, seed: bool = True, data_dir: bool = True,
+    threads: bool = True, progress: bool = True,
 ) -> argparse.ArgumentParser:
-    """``--device`` (auto|cpu|cuda[:N]|mps), ``--seed`` (int, default 0), ``--data-dir`` (else $SCOREGEN_DATA)."""
+    """``--device`` (auto|cpu|cuda[:N]|mps), ``--seed`` (int, default 0), ``--data-dir`` (else $SCOREGEN_DATA),
+    ``--threads N`` (CPU threads, applied by ``run_cli``) and ``--no-progress``.
+
+    An option the parser already defines is left as it is (argparse refuses duplicates), so a command that
+    declares its own ``--no-progress`` keeps it and still gets the others.
+    """
     if device:
-        parser.add_argument("--device", default="auto", help="auto (default), cpu, cuda, cuda:N or mps")
+        _add_once(parser, "--device", default="auto", help="auto (default), cpu, cuda, cuda:N or mps")
     if seed:
-        parser.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+        _add_once(parser, "--seed", type=int, default=0, help="random seed (default 0)")
     if data_dir:
-        parser.add_argument(
-            "--data-dir", default=None, help="reference data directory (default: $SCOREGEN_DATA)"
-        )
+        _add_once(parser, "--data-dir", default=None, help="reference data directory (default: $SCOREGEN_DATA)")
+    if threads:
+        _add_once(parser, "--threads", type=_thread_count, default=None, metavar="N",
+                  help="CPU threads for torch, and for OpenMP/MKL in worker processes and libraries started "
+                       "later (default: torch's own choice)")
+    if progress:
+        _add_once(parser, "--no-progress", action="store_true", help="no progress bar")
     return parser
+
+
+def _add_once(parser: argparse.ArgumentParser, flag: str, **kwargs) -> None:
+    if flag not in parser._option_string_actions:  # argparse keeps no public view of the options it has
+        parser.add_argument(flag, **kwargs)
+
+
+def _thread_count(text: str) -> int:
+    """argparse type of ``--threads``: a whole number >= 1 (0 or -1 would silently mean something else)."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number of threads >= 1, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"the number of threads must be >= 1, got {value}")
+    return value
+
+
+# OpenMP and MKL read these when their thread pool starts: in worker processes (they inherit the environment)
+# and in libraries first used after parsing (xTB, PySCF). torch's own pool is set directly.
+_THREAD_VARIABLES = ("OMP_NUM_THREADS", "MKL_NUM_THREADS")
+
+
+@contextlib.contextmanager
+def thread_limit(n: int | None) -> Iterator[None]:
+    """Run the body with ``n`` CPU threads (None: change nothing); the previous settings come back afterwards,
+    so in-process callers (tests, notebooks) keep theirs."""
+    if n is None:
+        yield
+        return
+    before_torch = torch.get_num_threads()
+    before_env = {name: os.environ.get(name) for name in _THREAD_VARIABLES}
+    torch.set_num_threads(n)
+    os.environ.update({name: str(n) for name in _THREAD_VARIABLES})
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before_torch)
+        for name, value in before_env.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
 
 
 def packaged_config(name: str, folder: str | os.PathLike) -> Path:
@@ -161,7 +217,8 @@ def run_cli(parser: argparse.ArgumentParser, argv: Sequence[str] | None = None) 
         handler = getattr(args, "handler", None)
         if handler is None:  # a subcommand added without set_defaults(handler=...) is a programming error
             raise RuntimeError(f"subcommand {args.command!r} has no handler")
-        code = handler(args)
+        with thread_limit(getattr(args, "threads", None)):
+            code = handler(args)
         return 0 if code is None else int(code)
     except USER_ERRORS as exc:
         if debug:

@@ -163,3 +163,78 @@ def test_overrides_are_accepted_after_options(capsys):
     echo = build_parser("prog", "test", [add_echo_parser])
     assert run_cli(echo, ["echo", "a=1"]) == 2
     assert "unrecognized arguments: a=1" in capsys.readouterr().err
+
+
+def add_threads_parser(subparsers):
+    """Reports, from inside the handler, the thread settings that run_cli applied."""
+    parser = subparsers.add_parser("threads")
+    add_common_options(parser, device=False, seed=False, data_dir=False)
+
+    def handler(args):
+        import os
+
+        print(torch.get_num_threads(), os.environ.get("OMP_NUM_THREADS"), os.environ.get("MKL_NUM_THREADS"),
+              args.no_progress)
+
+    parser.set_defaults(handler=handler)
+    return parser
+
+
+def test_threads_are_applied_for_the_command_and_restored(capsys, monkeypatch):
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")
+    monkeypatch.delenv("MKL_NUM_THREADS", raising=False)
+    before = torch.get_num_threads()
+    parser = build_parser("toy", "test", [add_threads_parser])
+    assert run_cli(parser, ["threads", "--threads", "3", "--no-progress"]) == 0
+    assert capsys.readouterr().out.split() == ["3", "3", "3", "True"]
+    assert torch.get_num_threads() == before
+    import os
+
+    assert os.environ["OMP_NUM_THREADS"] == "1" and "MKL_NUM_THREADS" not in os.environ
+    # without --threads nothing is touched: torch keeps its own default
+    assert run_cli(parser, ["threads"]) == 0
+    assert capsys.readouterr().out.split() == [str(before), "1", "None", "False"]
+
+
+@pytest.mark.parametrize(("value", "expected"), [
+    ("0", "argument --threads: the number of threads must be >= 1, got 0"),
+    ("-2", "argument --threads: the number of threads must be >= 1, got -2"),
+    ("many", "argument --threads: expected a whole number of threads >= 1, got 'many'"),
+])
+def test_bad_thread_counts_are_one_line_errors(value, expected, capsys):
+    parser = build_parser("toy", "test", [add_threads_parser])
+    assert run_cli(parser, ["threads", f"--threads={value}"]) == 2
+    out, err = capsys.readouterr()
+    assert out == "" and err.count("\n") == 1 and err.startswith(f"toy: error: {expected}"), err
+
+
+def test_common_options_leave_an_existing_option_alone(capsys):
+    """A command that defines --no-progress (or --seed) itself keeps its own; the rest are still added."""
+
+    def add_own(subparsers):
+        parser = subparsers.add_parser("own")
+        parser.add_argument("--no-progress", action="store_true", help="OWN HELP")
+        parser.add_argument("--seed", type=int, default=42)
+        add_common_options(parser)
+        parser.set_defaults(handler=lambda args: print(args.seed, args.no_progress, args.threads, args.device))
+        return parser
+
+    parser = build_parser("toy", "test", [add_own])
+    assert run_cli(parser, ["own", "--no-progress", "--threads", "1"]) == 0
+    assert capsys.readouterr().out.split() == ["42", "True", "1", "auto"]
+    own = parser._subparsers._group_actions[0].choices["own"]
+    assert [a.help for a in own._actions if "--no-progress" in a.option_strings] == ["OWN HELP"]
+
+
+def test_common_options_can_be_left_out(capsys):
+    def add_bare(subparsers):
+        parser = subparsers.add_parser("bare")
+        add_common_options(parser, device=False, seed=False, data_dir=False, threads=False, progress=False)
+        parser.set_defaults(handler=lambda args: print(sorted(k for k in vars(args) if k != "handler")))
+        return parser
+
+    parser = build_parser("toy", "test", [add_bare])
+    assert run_cli(parser, ["bare"]) == 0
+    assert capsys.readouterr().out.strip() == "['command', 'debug']"
+    assert run_cli(parser, ["bare", "--threads", "2"]) == 2
+    assert "unrecognized arguments: --threads 2" in capsys.readouterr().err
