@@ -156,6 +156,10 @@ def _evaluate(args: argparse.Namespace) -> int:
         from graphgen.metrics import eval_graph_list
 
         metrics = eval_graph_list(reference, items)
+    if args.dft is not None:
+        if not is_molecule:
+            raise UserError("--dft needs molecules; the samples are graphs")
+        metrics.update(_dft_metrics(items, args))
     metrics = {"dataset": args.dataset, "samples": str(args.samples), "num_samples": len(items), **metrics}
     for key, value in metrics.items():
         print(f"{key}: {value}")
@@ -180,12 +184,50 @@ def _molecule_metrics(smiles: list[str], test_smiles: list[str] | None, train_sm
     return metrics
 
 
+def _dft_metrics(smiles: list[str], args: argparse.Namespace) -> dict:
+    """xTB/B3LYP property distributions of the valid samples, against QM9's labels where the dataset is QM9."""
+    from graphgen.dft import compare_distributions, plot_property_histograms, property_values
+    from graphgen.metrics import canonical_smiles
+
+    valid = [c for c in (canonical_smiles(s) if s else None for s in smiles) if c]
+    if not valid:
+        return {f"dft_{args.dft}_ok_fraction": 0.0}
+    labels = "QM9" if args.dataset == "QM9" else None
+    reference = _dft_reference(labels, args.dft_reference, args.data_dir, args.dft)
+    hook = _dft_hook(args.dft, False, 3, "mmff", 0)  # the dft command's defaults
+    cache = Path(args.samples).parent / ".graphgen-dft-cache"
+    results = _run_dft(hook, valid, cache, args.workers, False, not args.no_progress)
+    values = property_values(results)
+    summary = compare_distributions(values, reference[0] if reference else {})
+    out = {f"dft_{args.dft}_ok_fraction": sum(r.ok for r in results) / len(results)}
+    for name, row in summary.items():
+        out[f"dft_{args.dft}_{name}_mean"] = row["mean"]
+        out[f"dft_{args.dft}_{name}_std"] = row["std"]
+        if "wasserstein" in row:
+            out[f"dft_{args.dft}_{name}_w1"] = row["wasserstein"]
+    if reference is not None:
+        out[f"dft_{args.dft}_reference"] = reference[1]
+    if args.plots:
+        plot_property_histograms(values, reference[0] if reference else {}, args.plots,
+                                 label=f"valid samples ({args.dft})",
+                                 reference_label=reference[1] if reference else "reference", prefix=args.dft)
+    return out
+
+
 def add_evaluate_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
     parser = subparsers.add_parser("evaluate", help="GDSS metrics of a sample file against a dataset's test split")
     parser.add_argument("samples", help="sample file written by 'graphgen sample'")
     parser.add_argument("--dataset", required=True, help="community_small, ego_small, grid, ENZYMES, QM9, ZINC250k")
     parser.add_argument("--out", default=None, help="also write the metrics as JSON")
     parser.add_argument("--no-fcd", action="store_true", help="molecules: skip FCD")
+    parser.add_argument("--dft", choices=("xtb", "b3lyp"), default=None,
+                        help="molecules: embed the valid samples in 3D and add their xTB/B3LYP property "
+                             "distributions (vs QM9's labels for QM9); cached next to the samples")
+    parser.add_argument("--dft-reference", default=None,
+                        help="--dft: compare with a JSON from 'graphgen dft' (same method) instead of QM9's labels")
+    parser.add_argument("--workers", type=int, default=1, help="--dft: parallel processes (default 1)")
+    parser.add_argument("--plots", default=None, help="--dft: write property histograms (PNG) into this folder")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
     add_common_options(parser, seed=False)
     parser.set_defaults(handler=_evaluate)
     return parser
@@ -211,7 +253,198 @@ def add_import_gdss_parser(subparsers: argparse._SubParsersAction) -> argparse.A
     return parser
 
 
-SUBCOMMANDS = [add_version_parser, add_train_parser, add_sample_parser, add_evaluate_parser, add_import_gdss_parser]
+# --- dft --------------------------------------------------------------------------------------------------
+
+_DFT_COLUMNS = ("energy_eV", "homo_eV", "lumo_eV", "gap_eV", "dipole_D", "force_field", "conformers_embedded")
+
+
+def _dft_hook(method: str, optimize: bool, conformers: int, force_field: str, seed: int):
+    """The embedding hook around molgen's backend (the CLI layer may import molgen.hooks; graphgen's library not)."""
+    from graphgen.dft import EmbeddingSettings, GraphDFTHook
+    from molgen.hooks import MoleculeRecord, PySCFHook, XTBHook
+
+    backend = XTBHook() if method == "xtb" else PySCFHook()
+    optimizer = XTBHook(optimize=True) if optimize else None
+    embedding = EmbeddingSettings(conformers=conformers, force_field=force_field, seed=seed)
+    return GraphDFTHook(backend, MoleculeRecord.from_mol, embedding, optimizer)
+
+
+def _run_dft(hook, smiles: list[str], cache: Path, workers: int, retry_failed: bool, progress: bool):
+    from concurrent.futures import ProcessPoolExecutor
+    from multiprocessing import get_context
+
+    from shared.hooks import run_hook
+
+    if workers < 1:
+        raise UserError(f"--workers must be >= 1, got {workers}")
+    executor = ProcessPoolExecutor(workers, mp_context=get_context("spawn")) if workers > 1 else None
+    try:
+        return run_hook(hook, smiles, executor=executor, cache_dir=cache, retry_failed=retry_failed,
+                        progress=progress)
+    finally:
+        if executor is not None:
+            executor.shutdown(cancel_futures=True)
+
+
+def _dft_reference(dataset: str | None, reference: str | None, data_dir: str | None,
+                   method: str) -> tuple[dict, str] | None:
+    """``(values per property, label)`` to compare with: a previous dft JSON, or a dataset's labels."""
+    import json
+
+    from shared.paths import require_file
+
+    if reference is not None:
+        path = require_file(reference, "--reference (a JSON written by 'graphgen dft')")
+        try:
+            payload = json.loads(path.read_text(encoding="utf-8"))
+            values = [r["values"] for r in payload["results"] if r["status"] == "ok"]
+            method = payload["method"]
+        except (ValueError, KeyError, TypeError) as err:
+            raise UserError(f"--reference {path}: not a JSON written by 'graphgen dft' ({err})") from None
+        from graphgen.dft import DFT_PROPERTIES
+
+        table = {name: [v[name] for v in values if v.get(name) is not None] for name in DFT_PROPERTIES}
+        return table, f"{method} on {path.name}"
+    if dataset is None:
+        return None
+    if dataset != "QM9":
+        raise UserError(f"--dataset {dataset}: property labels exist only for QM9; pass --reference with a "
+                        "'graphgen dft' JSON of reference molecules instead")
+    from graphgen.data import load_qm9, qm9_property_labels
+
+    if method == "xtb":
+        print("note: QM9's labels are B3LYP; xTB's orbital energies differ systematically (HOMO by ~-4 eV): for a "
+              "like-with-like comparison pass --reference with a 'graphgen dft' run on QM9 molecules",
+              file=sys.stderr)
+    if resolve_data_dir(data_dir) is None:
+        print("note: no --data-dir / $SCOREGEN_DATA: comparing with all of QM9 (not the GDSS training split)",
+              file=sys.stderr)
+        return qm9_property_labels(), "QM9 labels (all)"
+    train, _ = load_qm9(data_dir)
+    return qm9_property_labels(train.rows), "QM9 labels (GDSS train split)"
+
+
+def _print_distributions(summary: dict, label: str) -> None:
+    print(f"{'property':<10} {'n':>6} {'mean':>9} {'std':>8}   vs {label}: {'mean':>9} {'std':>8} {'W1':>8}")
+    for name, row in summary.items():
+        ref = (f"{row['reference_mean']:9.3f} {row['reference_std']:8.3f} "
+               f"{row['wasserstein'] if row['wasserstein'] is not None else float('nan'):8.3f}"
+               if "reference_mean" in row else "")
+        mean = row["mean"] if row["mean"] is not None else float("nan")
+        std = row["std"] if row["std"] is not None else float("nan")
+        print(f"{name:<10} {row['n']:>6} {mean:9.3f} {std:8.3f}   {' ' * (len(label) + 5)}{ref}")
+
+
+def _dft(args: argparse.Namespace) -> int:
+    from graphgen.dft import compare_distributions, molblock, plot_property_histograms, property_values, readable
+    from graphgen.sample import read_samples
+    from shared.io import atomic_write_json, atomic_write_text
+
+    items, is_molecule = read_samples(args.file)
+    if not is_molecule:
+        raise UserError(f"{args.file} holds graphs, not molecules: dft needs a .smi/.txt/.sdf file")
+    path = Path(args.file)
+    where = "line" if path.suffix.lower() in (".smi", ".txt") else "record"
+    bad = [k for k, s in enumerate(items) if not readable(s)]
+    if bad and not args.skip_unreadable:
+        shown = ", ".join(f"{where} {k + 1}: {items[k][:40]!r}" for k in bad[:5])
+        raise UserError(f"{path}: {len(bad)} unreadable {where}(s) ({shown}{', ...' if len(bad) > 5 else ''}); "
+                        "pass --skip-unreadable to compute the others")
+    reference = _dft_reference(args.dataset, args.reference, args.data_dir, args.method)  # errors before hours of work
+    hook = _dft_hook(args.method, args.optimize, args.conformers, args.force_field, args.seed)
+    todo = [k for k in range(len(items)) if k not in set(bad)]
+    cache = Path(args.cache) if args.cache else path.parent / ".graphgen-dft-cache"
+    computed = _run_dft(hook, [items[k] for k in todo], cache, args.workers, args.retry_failed,
+                        not args.no_progress)
+    by_index = dict(zip(todo, computed))
+    rows, records, blocks = [], [], []
+    for k, smiles in enumerate(items):
+        result = by_index.get(k)
+        status = result.status if result is not None else "unreadable"
+        reason = (result.reason or "") if result is not None else f"unreadable {where}"
+        values = result.values if result is not None else {}
+        row = {"index": k, where: k + 1, "smiles": smiles, "status": status, "reason": reason,
+               "cached": bool(result and result.cached), "elapsed_s": round(result.elapsed_s, 3) if result else 0}
+        row.update({column: values.get(column, "") for column in _DFT_COLUMNS})
+        rows.append(row)
+        records.append({"index": k, where: k + 1, "smiles": smiles, "status": status, "reason": reason or None,
+                        "values": values})
+        if status == "ok":
+            props = "".join(f">  <{c}>\n{values[c]}\n\n" for c in ("smiles", *_DFT_COLUMNS[:5]))
+            blocks.append(molblock(values) + props + "$$$$\n")
+    summary = compare_distributions(property_values(computed), reference[0] if reference else {})
+    prefix = Path(args.out) if args.out else path.with_suffix(f".{args.method}")
+    atomic_write_text(prefix.with_name(prefix.name + ".csv"), _csv(rows))
+    atomic_write_text(prefix.with_name(prefix.name + ".sdf"), "".join(blocks))
+    atomic_write_json(prefix.with_name(prefix.name + ".json"), {
+        "file": str(path), "method": args.method, "hook": repr(hook), "optimize": args.optimize,
+        "reference": reference[1] if reference else None, "summary": summary, "results": records})
+    if args.plots and reference is not None:
+        plot_property_histograms(property_values(computed), reference[0], args.plots,
+                                 label=f"{path.name} ({args.method})", reference_label=reference[1],
+                                 prefix=args.method)
+    elif args.plots:
+        plot_property_histograms(property_values(computed), {}, args.plots, label=f"{path.name} ({args.method})",
+                                 prefix=args.method)
+    n_ok = sum(r.ok for r in computed)
+    failed = {}
+    for result in computed:
+        if not result.ok:
+            failed[result.reason.split(":")[0]] = failed.get(result.reason.split(":")[0], 0) + 1
+    _print_distributions(summary, reference[1] if reference else "no reference")
+    counts = ", ".join(f"{n} {why}" for why, n in sorted(failed.items()))
+    print(f"{n_ok}/{len(items)} ok ({sum(r.cached for r in computed)} from cache"
+          + (f"; failed: {counts}" if counts else "") + (f"; {len(bad)} unreadable" if bad else "")
+          + f"); wrote {prefix}.csv/.json/.sdf")
+    return 0 if n_ok == len(items) else 1
+
+
+def _csv(rows: list[dict]) -> str:
+    import csv
+    import io
+
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=list(rows[0]) if rows else ["index"], lineterminator="\n")
+    writer.writeheader()
+    writer.writerows(rows)
+    return buffer.getvalue()
+
+
+def add_dft_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
+    parser = subparsers.add_parser(
+        "dft", help="embed molecules (SMILES/SDF) in 3D and run xTB or B3LYP on them",
+        description="Each molecule is embedded with explicit hydrogens (RDKit ETKDG v3, K conformers relaxed with "
+                    "MMFF94, the lowest kept), optionally optimised with GFN2-xTB, then given a single point. "
+                    "Writes PREFIX.csv/.json (per molecule: energy, HOMO, LUMO, gap, dipole, status, reason) and "
+                    "PREFIX.sdf (3D geometries). Results are cached per molecule: a rerun resumes. Exit code 0 when "
+                    "every molecule succeeded, 1 when some failed (reasons in the outputs), 2 for bad input.")
+    parser.add_argument("file", help="SMILES (.smi/.txt, one per line) or SDF file, e.g. from 'graphgen sample'")
+    parser.add_argument("--method", choices=("xtb", "b3lyp"), default="xtb",
+                        help="xtb: GFN2-xTB (tblite); b3lyp: B3LYP/6-31G(2df,p), QM9's level, with PySCF (slow)")
+    parser.add_argument("--optimize", action="store_true",
+                        help="GFN2-xTB geometry optimisation of the embedded conformer before the single point")
+    parser.add_argument("--conformers", type=int, default=3, help="ETKDG conformers per molecule (default 3)")
+    parser.add_argument("--force-field", choices=("mmff", "uff", "none"), default="mmff",
+                        help="relaxation of the embedded conformers (default mmff; uff where MMFF lacks parameters)")
+    parser.add_argument("--skip-unreadable", action="store_true",
+                        help="compute the readable records and report the others, instead of stopping")
+    parser.add_argument("--dataset", default=None,
+                        help="compare the property distributions with this dataset's labels (QM9: B3LYP labels)")
+    parser.add_argument("--reference", default=None,
+                        help="compare with a JSON from an earlier 'graphgen dft' run (same method: like with like)")
+    parser.add_argument("--plots", default=None, help="write property histograms (PNG) into this folder")
+    parser.add_argument("--workers", type=int, default=1, help="parallel processes (default 1)")
+    parser.add_argument("--cache", default=None, help="result cache (default: FILE's folder/.graphgen-dft-cache)")
+    parser.add_argument("--out", default=None, help="output prefix (default: FILE without suffix + .METHOD)")
+    parser.add_argument("--retry-failed", action="store_true", help="recompute cached failures")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+    add_common_options(parser, device=False)
+    parser.set_defaults(handler=_dft)
+    return parser
+
+
+SUBCOMMANDS = [add_version_parser, add_train_parser, add_sample_parser, add_evaluate_parser, add_import_gdss_parser,
+               add_dft_parser]
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -57,6 +57,7 @@ __all__ = [
     "MoleculeData",
     "smiles_to_molecule_data",
     "read_qm9pack_table",
+    "qm9_property_labels",
     "load_qm9",
     "load_zinc250k",
     "MoleculeDataset",
@@ -409,6 +410,29 @@ def _read_qm9pack_tables(tables: Sequence[Path]) -> tuple[np.ndarray, list[str]]
 def read_qm9pack_table() -> tuple[np.ndarray, list[str]]:
     """QM9 ``(rows, smiles)`` straight from qm9pack, sorted by row (row ``r`` = QM9 index ``r + 1``)."""
     return _read_qm9pack_tables(_qm9pack_tables())
+
+
+_HARTREE_TO_EV = 27.211386245988  # CODATA 2018, as molgen.units
+# qm9pack column -> (our name, factor to eV / Debye); QM9's labels are B3LYP/6-31G(2df,p) at B3LYP geometries
+_QM9_LABEL_COLUMNS = {"HOMO_au": ("homo_eV", _HARTREE_TO_EV), "LUMO_au": ("lumo_eV", _HARTREE_TO_EV),
+                      "HOMO_LUMO_gap_au": ("gap_eV", _HARTREE_TO_EV), "Dipole_debye": ("dipole_D", 1.0)}
+
+
+def qm9_property_labels(rows: np.ndarray | None = None) -> dict[str, np.ndarray]:
+    """QM9's HOMO, LUMO, gap (eV) and dipole (D) from qm9pack, for the given 0-based rows (default: all)."""
+    csv.field_size_limit(sys.maxsize)
+    found: dict[int, list[float]] = {}
+    for table in _qm9pack_tables():
+        with open(table, newline="", encoding="utf-8") as handle:
+            reader = csv.reader(handle)
+            header = next(reader)
+            index_col = header.index("Index")
+            columns = [header.index(name) for name in _QM9_LABEL_COLUMNS]
+            for record in reader:
+                found[int(record[index_col]) - 1] = [float(record[c]) for c in columns]
+    wanted = sorted(found) if rows is None else [int(r) for r in rows if int(r) in found]
+    table = np.asarray([found[r] for r in wanted], dtype=np.float64).reshape(-1, len(_QM9_LABEL_COLUMNS))
+    return {name: table[:, k] * factor for k, (name, factor) in enumerate(_QM9_LABEL_COLUMNS.values())}
 
 
 def load_qm9(

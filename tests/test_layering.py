@@ -12,10 +12,20 @@ CHEMISTRY = {"rdkit", "pymatgen", "ase", "networkx", "smact", "matminer", "spgli
 DOMAINS = {"graphgen", "molgen", "crysgen"}
 
 
+# The one decided exception (docs/architecture.md): graphgen's CLI hands molecules to molgen's QM hooks, importing
+# them inside its handlers only, so neither graphgen's library nor `graphgen --help` loads molgen.
+LAZY_IMPORTS_ALLOWED = {("graphgen/cli.py", "molgen.hooks")}
+
+
 def _imported_top_levels(path: Path) -> set[str]:
     tree = ast.parse(path.read_text(), filename=str(path))
+    allowed = {module for file, module in LAZY_IMPORTS_ALLOWED if path == ROOT / file}
+    lazy = {id(node) for fn in ast.walk(tree) if isinstance(fn, (ast.FunctionDef, ast.AsyncFunctionDef))
+            for node in ast.walk(fn)}
     names = set()
     for node in ast.walk(tree):
+        if isinstance(node, ast.ImportFrom) and node.module in allowed and id(node) in lazy:
+            continue
         if isinstance(node, ast.Import):
             names.update(alias.name.split(".")[0] for alias in node.names)
         elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
