@@ -10,8 +10,6 @@ Contents (plain containers and tensors only, so it loads with ``torch.load(weigh
 from __future__ import annotations
 
 import os
-import pickle
-import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -23,6 +21,7 @@ from crysgen.representation import CrystalEncoder, MatrixScaler
 from crysgen.train import CrysgenConfig, build_denoiser, load_train_config
 from shared.config import config_to_dict
 from shared.io import atomic_torch_save
+from shared.safe_load import safe_torch_load
 
 __all__ = ["CrystalModel", "PRETRAINED_DIR", "default_checkpoint", "export_run", "load_model", "save_model"]
 
@@ -83,10 +82,7 @@ def load_model(path: str | os.PathLike | None = None, device: str | torch.device
         path = path / "model.pt"
     if not path.is_file():
         raise FileNotFoundError(f"crysgen checkpoint not found: {path}")
-    try:
-        payload = torch.load(path, map_location="cpu", weights_only=True)
-    except (RuntimeError, EOFError, pickle.UnpicklingError, zipfile.BadZipFile, ValueError, OSError) as err:
-        raise ValueError(f"{path} is not a readable crysgen checkpoint: {err}") from err
+    payload = safe_torch_load(path, "crysgen model file")
     if not isinstance(payload, dict) or payload.get("format") != FORMAT:
         raise ValueError(f"{path} is not a crysgen model checkpoint (a trainer checkpoint? use the run "
                          f"directory's model.pt)")

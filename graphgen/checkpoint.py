@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import os
-import pickle
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,6 +21,7 @@ from graphgen.diffusion import GraphGenConfig, GraphScoreModel, build_model
 from graphgen.gdss_import import GDSSImportError, read_gdss_checkpoint
 from shared.config import ConfigError, config_from_dict, config_to_dict, load_config
 from shared.io import atomic_torch_save
+from shared.safe_load import safe_torch_load
 
 __all__ = ["ModelBundle", "save_model", "load_model", "import_gdss", "gdss_config_to_config", "GDSS_SAMPLERS"]
 
@@ -69,10 +69,7 @@ def save_model(path: str | os.PathLike, config: GraphGenConfig, model: GraphScor
 
 
 def _read_model_file(path: Path) -> dict[str, Any]:
-    try:
-        payload = torch.load(path, map_location="cpu", weights_only=True)
-    except (pickle.UnpicklingError, RuntimeError, EOFError, ValueError, zipfile.BadZipFile) as err:
-        raise ValueError(f"{path} is not a readable graphgen model file: {str(err).splitlines()[0]}") from err
+    payload = safe_torch_load(path, "graphgen model file")
     if not isinstance(payload, dict) or payload.get("format") != FORMAT:
         raise ValueError(f"{path} is not a graphgen model file (for a GDSS .pth use 'graphgen import-gdss')")
     if payload["format_version"] > FORMAT_VERSION:

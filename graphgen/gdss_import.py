@@ -8,13 +8,14 @@ that builds a plain ``OrderedDict`` instead, so neither easydict nor any code fr
 from __future__ import annotations
 
 import os
-import pickle
 from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
+
+from shared.safe_load import safe_torch_load
 
 __all__ = ["GDSSCheckpoint", "GDSSImportError", "read_gdss_checkpoint"]
 
@@ -58,13 +59,8 @@ def read_gdss_checkpoint(path: str | os.PathLike) -> GDSSCheckpoint:
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"GDSS checkpoint not found: {path}")
-    try:
-        with torch.serialization.safe_globals([(_EasyDictStandIn, "easydict.EasyDict")]):
-            raw = torch.load(path, weights_only=True, map_location="cpu")
-    except (pickle.UnpicklingError, RuntimeError, EOFError, ValueError) as err:
-        raise GDSSImportError(
-            f"{path} cannot be read as a GDSS checkpoint with safe (weights-only) loading: "
-            f"{str(err).splitlines()[0] if str(err) else type(err).__name__}") from err
+    raw = safe_torch_load(path, "GDSS checkpoint",
+                          safe_globals=[(_EasyDictStandIn, "easydict.EasyDict")], error=GDSSImportError)
     if not isinstance(raw, dict):
         raise GDSSImportError(f"{path} holds a {type(raw).__name__}, not a GDSS checkpoint dictionary")
     missing = [key for key in _REQUIRED if key not in raw]

@@ -18,6 +18,7 @@ from molgen.flow import FlowConfig, SamplerConfig
 from molgen.model import FlowNetConfig, MolFlowNet
 from shared.config import config_from_dict, config_to_dict
 from shared.io import atomic_torch_save
+from shared.safe_load import safe_torch_load
 
 __all__ = ["FORMAT", "Generator", "save_generator", "load_generator"]
 
@@ -57,11 +58,7 @@ def load_generator(path: str | os.PathLike, map_location: str | torch.device = "
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"generator file not found: {path}")
-    try:
-        payload = torch.load(path, map_location=map_location, weights_only=True)
-    except Exception as exc:  # noqa: BLE001 - pickles with code, zip errors, text files: all "not a model of ours"
-        raise ValueError(f"{path} is not a molgen generator ({FORMAT}): it cannot be read as plain tensors "
-                         f"({type(exc).__name__})") from None
+    payload = safe_torch_load(path, f"molgen generator file ({FORMAT})", map_location=map_location)
     if not isinstance(payload, dict) or payload.get("format") != FORMAT:
         what = payload.get("format", "a dict without a format tag") if isinstance(payload, dict) else type(payload)
         raise ValueError(f"{path} is not a molgen generator ({FORMAT}); it holds {what}")

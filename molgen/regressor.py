@@ -25,6 +25,7 @@ from torch import Tensor, nn
 
 from molgen.representation import ATOM_TYPES, MolBatch, atom_type_index
 from shared.io import atomic_torch_save
+from shared.safe_load import safe_torch_load
 
 __all__ = ["RegressorConfig", "PropertyRegressor", "fit_normalisation", "type_counts", "save_regressor",
            "load_regressor"]
@@ -194,7 +195,7 @@ def load_regressor(path: str | os.PathLike, map_location: str | torch.device = "
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"regressor file not found: {path}")
-    payload = torch.load(path, map_location=map_location, weights_only=True)
+    payload = safe_torch_load(path, f"molgen regressor file ({_FORMAT})", map_location=map_location)
     if not isinstance(payload, dict) or payload.get("format") != _FORMAT:
         raise ValueError(f"{path} is not a molgen regressor ({_FORMAT})")
     model = PropertyRegressor(RegressorConfig(**payload["config"]))

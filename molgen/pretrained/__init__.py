@@ -108,13 +108,12 @@ def package_generator(model_path: str | os.PathLike, manifest: dict, qm9: str | 
     ``manifest`` says how it was trained and what it scores. With ``qm9`` given, the OOD margins of the training
     half (99th minus 50th percentile) are added to the model's metadata when the file lacks them.
     """
-    import torch
-
     from molgen.checkpoint import FORMAT
     from shared.io import atomic_torch_save
+    from shared.safe_load import safe_torch_load
 
-    payload = torch.load(model_path, map_location="cpu", weights_only=True)
-    if payload.get("format") != FORMAT:
+    payload = safe_torch_load(model_path, f"molgen generator file ({FORMAT})")
+    if not isinstance(payload, dict) or payload.get("format") != FORMAT:
         raise ValueError(f"{model_path} is not a molgen generator ({FORMAT})")
     meta = payload["metadata"]
     if qm9 is not None and "ood_margin" not in meta:

@@ -9,10 +9,8 @@ from __future__ import annotations
 
 import dataclasses
 import os
-import pickle
 import platform
 import re
-import zipfile
 from collections import OrderedDict
 from pathlib import Path
 from typing import Any
@@ -23,6 +21,7 @@ from torch import nn
 
 from shared.config import config_to_dict
 from shared.io import atomic_torch_save
+from shared.safe_load import safe_torch_load
 from shared.seeding import capture_rng_state, restore_rng_state
 from shared.training.ema import EMA, unwrap_model
 
@@ -106,10 +105,8 @@ def load_checkpoint(path: str | os.PathLike, map_location: Any = "cpu") -> dict[
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"checkpoint not found: {path}")
-    try:
-        payload = torch.load(path, map_location=map_location, weights_only=True)
-    except (RuntimeError, EOFError, pickle.UnpicklingError, zipfile.BadZipFile, ValueError, OSError) as err:
-        raise CheckpointError(f"checkpoint {path} is corrupt or unreadable: {err}") from err
+    payload = safe_torch_load(path, "scoregen training checkpoint", map_location=map_location,
+                              error=CheckpointError)
     if not isinstance(payload, dict) or "format_version" not in payload:
         raise CheckpointError(f"{path} is not a scoregen checkpoint (no format_version)")
     if payload["format_version"] > FORMAT_VERSION:

@@ -116,10 +116,10 @@ def test_missing_and_corrupt_files(tmp_path):
     good = save_checkpoint(tmp_path / "good.pt", model=model, step=0)
     truncated = tmp_path / "truncated.pt"
     truncated.write_bytes(good.read_bytes()[:100])
-    with pytest.raises(CheckpointError, match="corrupt or unreadable"):
+    with pytest.raises(CheckpointError, match="not a scoregen training checkpoint: it is a truncated or damaged"):
         load_checkpoint(truncated)
     (tmp_path / "junk.pt").write_bytes(b"\x00not a checkpoint")
-    with pytest.raises(CheckpointError, match="corrupt or unreadable"):
+    with pytest.raises(CheckpointError, match="not a scoregen training checkpoint: it is binary data"):
         load_checkpoint(tmp_path / "junk.pt")
     torch.save({"weights": torch.zeros(2)}, tmp_path / "foreign.pt")
     with pytest.raises(CheckpointError, match="not a scoregen checkpoint"):
