@@ -11,8 +11,10 @@ from __future__ import annotations
 
 import json
 import os
+import sys
 from dataclasses import dataclass
 from pathlib import Path
+from collections.abc import Callable
 from typing import Any, Literal, Sequence
 
 import networkx as nx
@@ -204,31 +206,151 @@ def _sdf_text(mols: Sequence[Any]) -> str:
     return "".join(blocks)
 
 
-def read_samples(path: str | os.PathLike) -> tuple[list[Any], bool]:
-    """``(items, is_molecule)``: SMILES strings from .smi/.txt/.sdf, networkx graphs from .json/.graphml."""
+def read_samples(path: str | os.PathLike, *, warn: Callable[[str], None] | None = None
+                 ) -> tuple[list[Any], bool]:
+    """``(items, is_molecule)``: SMILES strings from .smi/.txt/.sdf, networkx graphs from .json/.graphml.
+
+    SMILES files keep one item per line, so that a line that is not SMILES at all (garbage, NUL bytes, invalid
+    UTF-8) still counts as an invalid molecule (GDSS validity is over everything sampled); such lines (SDF:
+    such records) are reported through ``warn`` (default: one line on stderr) with their numbers, counted
+    from 1. A file that is empty, mostly binary, or has no line of SMILES at all is a ValueError naming it.
+    """
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"sample file not found: {path}")
     suffix = path.suffix.lower()
+    if suffix not in (".smi", ".txt", ".sdf", ".json", ".graphml"):
+        raise ValueError(f"unknown sample file type {path.suffix!r} for {path}: use .smi, .txt, .sdf, .json or "
+                         ".graphml")
+    data = path.read_bytes()
+    if not data.strip():
+        raise ValueError(f"{path} is empty: no samples to evaluate")
     if suffix in (".smi", ".txt"):
-        return [line.split()[0] if line.strip() else "" for line in path.read_text().splitlines()], True
+        return _read_smiles_lines(path, data, warn or _warn_on_stderr), True
     if suffix == ".sdf":
-        from rdkit import Chem
-
-        supplier = Chem.SDMolSupplier(str(path), sanitize=True)
-        return [Chem.MolToSmiles(m) if m is not None else "" for m in supplier], True
+        return _read_sdf_smiles(path, warn or _warn_on_stderr), True
+    text = _decoded(path, data)
     if suffix == ".json":
-        payload = json.loads(path.read_text())
-        if not isinstance(payload, dict) or "graphs" not in payload:
-            raise ValueError(f"{path}: expected an object with a 'graphs' list")
-        graphs = []
-        for entry in payload["graphs"]:
+        return _graphs_from_json(path, text), False
+    return _graphs_from_graphml(path, text), False
+
+
+_SHOWN_LINES = 5  # bad lines named in a warning
+_SHOWN_CHARS = 30  # characters of each bad line shown
+
+
+def _read_smiles_lines(path: Path, data: bytes, warn: Callable[[str], None]) -> list[str]:
+    from rdkit.rdBase import BlockLogs
+
+    items, bad, binary, nonblank = [], [], 0, 0
+    with BlockLogs():  # RDKit would print one parse error per garbage line
+        for number, raw in enumerate(data.splitlines(), start=1):
+            text = None if b"\x00" in raw else _utf8(raw)
+            if text is None:
+                binary += 1
+            if not raw.strip():
+                items.append("")  # the sampler writes an empty line for a molecule RDKit cannot write
+                continue
+            nonblank += 1
+            token = text.split()[0] if text is not None and text.split() else ""
+            items.append(token)
+            if text is None or not _is_smiles(token):
+                bad.append((number, raw))
+    if binary and 2 * binary >= nonblank:
+        raise ValueError(f"{path} is a binary file, not SMILES text ({binary} of {nonblank} lines hold NUL bytes "
+                         f"or invalid UTF-8)")
+    if len(bad) == nonblank:
+        raise ValueError(f"{path}: none of its {nonblank} lines is SMILES (line {bad[0][0]} "
+                         f"{_preview(bad[0][1])}); is it a SMILES file?")
+    if bad:
+        warn(_bad_lines_message(path, bad, len(items)))
+    return items
+
+
+def _utf8(raw: bytes) -> str | None:
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError:
+        return None
+
+
+def _is_smiles(token: str) -> bool:
+    """Whether RDKit can parse ``token`` as SMILES syntax; chemistry (valence) is the metrics' business."""
+    from rdkit import Chem
+
+    return bool(token) and token.isprintable() and Chem.MolFromSmiles(token, sanitize=False) is not None
+
+
+def _bad_lines_message(path: Path, bad: list[tuple[int, bytes]], total: int) -> str:
+    shown = ", ".join(f"line {number} {_preview(raw)}" for number, raw in bad[:_SHOWN_LINES])
+    more = f" and {len(bad) - _SHOWN_LINES} more" if len(bad) > _SHOWN_LINES else ""
+    return (f"{path}: {len(bad)} of {total} lines are not SMILES and count as invalid molecules: "
+            f"{shown}{more}")
+
+
+def _preview(raw: bytes) -> str:
+    text = raw.decode("utf-8", errors="replace").strip()  # undecodable bytes show as U+FFFD, controls escaped
+    return repr(text if len(text) <= _SHOWN_CHARS else text[:_SHOWN_CHARS] + "...")
+
+
+def _warn_on_stderr(message: str) -> None:
+    print(f"warning: {message}", file=sys.stderr)
+
+
+def _decoded(path: Path, data: bytes) -> str:
+    text = None if b"\x00" in data else _utf8(data)
+    if text is None:
+        raise ValueError(f"{path} is a binary file (NUL bytes or invalid UTF-8), not a {path.suffix} sample file")
+    return text
+
+
+def _read_sdf_smiles(path: Path, warn: Callable[[str], None]) -> list[str]:
+    from rdkit import Chem
+    from rdkit.rdBase import BlockLogs
+
+    with BlockLogs():  # unsanitisable records are invalid molecules, counted by the metrics, not log lines
+        mols = list(Chem.SDMolSupplier(str(path), sanitize=True))
+        # a record RDKit cannot parse even unsanitised is damage to the file, not an invalid molecule
+        unparsed = set()
+        if any(m is None for m in mols):
+            raw = Chem.SDMolSupplier(str(path), sanitize=False)
+            unparsed = {k for k, (m, r) in enumerate(zip(mols, raw)) if m is None and r is None}
+    if len(unparsed) == len(mols):
+        raise ValueError(f"{path}: no readable SDF record (is it an SDF file?)")
+    if unparsed:
+        numbers = sorted(k + 1 for k in unparsed)
+        shown = ", ".join(map(str, numbers[:_SHOWN_LINES])) + (
+            f" and {len(numbers) - _SHOWN_LINES} more" if len(numbers) > _SHOWN_LINES else "")
+        warn(f"{path}: {len(numbers)} of {len(mols)} records are not readable SDF and count as invalid "
+             f"molecules: record(s) {shown}")
+    return [Chem.MolToSmiles(m) if m is not None else "" for m in mols]
+
+
+def _graphs_from_json(path: Path, text: str) -> list[nx.Graph]:
+    try:
+        payload = json.loads(text)
+    except json.JSONDecodeError as err:
+        raise ValueError(f"{path}: not valid JSON (line {err.lineno}, column {err.colno}: {err.msg})") from None
+    if not isinstance(payload, dict) or not isinstance(payload.get("graphs"), list):
+        raise ValueError(f"{path}: expected an object with a 'graphs' list")
+    graphs = []
+    for number, entry in enumerate(payload["graphs"], start=1):
+        try:
             g = nx.Graph()
             g.add_nodes_from(range(int(entry["num_nodes"])))
             g.add_edges_from((int(u), int(v)) for u, v in entry["edges"])
-            graphs.append(g)
-        return graphs, False
-    if suffix == ".graphml":
-        reader = nx.readwrite.graphml.GraphMLReader(node_type=int)
-        return list(reader(path=str(path))), False
-    raise ValueError(f"unknown sample file type {path.suffix!r} for {path}: use .smi, .txt, .sdf, .json or .graphml")
+        except (KeyError, TypeError, ValueError) as err:
+            raise ValueError(f"{path}: graph {number} is not {{'num_nodes': int, 'edges': [[u, v], ...]}} "
+                             f"({type(err).__name__}: {err})") from None
+        graphs.append(g)
+    return graphs
+
+
+def _graphs_from_graphml(path: Path, text: str) -> list[nx.Graph]:
+    from xml.etree.ElementTree import ParseError
+
+    reader = nx.readwrite.graphml.GraphMLReader(node_type=int)
+    try:
+        return list(reader(string=text))
+    except (ParseError, nx.NetworkXError, ValueError, KeyError) as err:
+        raise ValueError(f"{path}: not a readable GraphML file ({type(err).__name__}: {err})") from None
