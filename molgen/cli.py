@@ -15,7 +15,7 @@ from pathlib import Path
 
 from molgen import __version__
 from shared.cli_common import add_version_parser as _add_version_parser
-from shared.cli_common import add_common_options, build_parser, run_cli
+from shared.cli_common import UserError, add_common_options, build_parser, run_cli
 
 PROG = "molgen"
 DESCRIPTION = "SE(3)-equivariant flow matching for 3D molecules: train, sample, evaluate, DFT."
@@ -35,24 +35,50 @@ def add_evaluate_parser(subparsers: argparse._SubParsersAction) -> argparse.Argu
     parser.add_argument("--reference", default=None,
                         help="training molecules for novelty: a SMILES file (one per line) or a prepared QM9 .pt "
                              "(its train split)")
-    parser.add_argument("--skip-unreadable", action="store_true",
-                        help="skip unreadable molecules (counted in the output) instead of stopping")
+    _add_skip_unreadable(parser)
     add_common_options(parser, device=False, seed=False, data_dir=False)
     parser.set_defaults(handler=_evaluate)
     return parser
 
 
+def _add_skip_unreadable(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--skip-unreadable", action="store_true",
+                        help="skip molecules/frames that cannot be read (each reported with its record and line "
+                             "number, counted from 1) and go on with the rest; without it the first one stops the "
+                             "command with exit code 2")
+
+
+def _read_input(args: argparse.Namespace, **kwargs):
+    """The molecules of ``args.file``, honouring --skip-unreadable; skipped records are reported on stderr."""
+    from molgen.io import read_molecules
+    from shared.io import UnreadableRecord
+
+    try:
+        read = read_molecules(args.file, on_error="skip" if args.skip_unreadable else "raise", **kwargs)
+    except UnreadableRecord as err:
+        raise UserError(f"{err} (pass --skip-unreadable to skip it and read the rest)") from err
+    if read.skipped:
+        shown = "; ".join(str(record) for record in read.skipped[:_SHOWN_SKIPPED])
+        more = f"; and {len(read.skipped) - _SHOWN_SKIPPED} more" if len(read.skipped) > _SHOWN_SKIPPED else ""
+        print(f"warning: {read.path}: skipped {len(read.skipped)} unreadable {read.kind}(s): {shown}{more}",
+              file=sys.stderr)
+    return read
+
+
+_SHOWN_SKIPPED = 5
+
+
 def _evaluate(args: argparse.Namespace) -> int:
-    from molgen.io import molecules_to_batch, read_molecules
+    from molgen.io import molecules_to_batch
     from molgen.metrics import evaluate_molecules
     from shared.io import atomic_write_json
 
-    read = read_molecules(args.file, on_error="skip" if args.skip_unreadable else "raise")
+    read = _read_input(args)
     context = {"train_smiles": _reference_smiles(args.reference) if args.reference else None}
     report = evaluate_molecules(molecules_to_batch(read.mols), context)
     out = Path(args.out) if args.out else read.path.with_suffix(".metrics.json")
     record = {"file": str(read.path), "n_molecules": len(read), "n_skipped": len(read.skipped),
-              "skipped": [{"record": k, "reason": r} for k, r in read.skipped],
+              "skipped_records": [skipped.to_dict() for skipped in read.skipped],  # "skipped": evaluators
               "xyz_bond_orders_not_perceived": int(sum(not ok for ok in read.bonds_perceived)),
               **report.to_dict()}
     atomic_write_json(out, record)
@@ -94,8 +120,10 @@ def add_dft_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentP
     parser.add_argument("--cache", default=None,
                         help="result cache (default: FILE's folder/.molgen-dft-cache); reruns resume from it")
     parser.add_argument("--out", default=None,
-                        help="output prefix (default: FILE without suffix + .METHOD); writes PREFIX.csv/.json")
+                        help="output prefix (default: FILE without suffix + .METHOD); writes PREFIX.csv/.json with "
+                             "one entry per record of FILE (ok, failed, or skipped as unreadable)")
     parser.add_argument("--retry-failed", action="store_true", help="recompute cached failures")
+    _add_skip_unreadable(parser)
     add_common_options(parser, device=False, seed=False, data_dir=False)
     parser.set_defaults(handler=_dft)
     return parser
@@ -106,13 +134,12 @@ def _dft(args: argparse.Namespace) -> int:
     from multiprocessing import get_context
 
     from molgen.hooks import MoleculeRecord, PySCFHook, XTBHook
-    from molgen.io import read_molecules
     from shared.hooks import run_hook
     from shared.io import atomic_write_json, atomic_write_text
 
     if args.workers < 1:
         raise ValueError(f"--workers must be >= 1, got {args.workers}")
-    read = read_molecules(args.file, elements=None)
+    read = _read_input(args, elements=None)
     records = [MoleculeRecord.from_mol(mol) for mol in read.mols]
     hook = XTBHook() if args.method == "xtb" else PySCFHook()
     cache = Path(args.cache) if args.cache else read.path.parent / ".molgen-dft-cache"
@@ -125,21 +152,33 @@ def _dft(args: argparse.Namespace) -> int:
     finally:
         if executor is not None:
             executor.shutdown()
-    rows = []
-    for k, (name, result) in enumerate(zip(read.names, results)):
-        row = {"index": k, "name": name, "status": result.status, "reason": result.reason or "",
-               "cached": result.cached, "elapsed_s": round(result.elapsed_s, 3)}
-        row.update({column: result.values.get(column, "") for column in _DFT_COLUMNS})
-        rows.append(row)
+    rows = _dft_rows(read, results)
     prefix = Path(args.out) if args.out else read.path.with_suffix(f".{args.method}")
     atomic_write_text(prefix.with_name(prefix.name + ".csv"), _csv(rows))
     atomic_write_json(prefix.with_name(prefix.name + ".json"),
                       {"file": str(read.path), "method": args.method, "hook": hook.name,
-                       "results": [{"index": k, "name": n, "status": r.status, "reason": r.reason,
-                                    "values": r.values} for k, (n, r) in enumerate(zip(read.names, results))]})
+                       "results": [{"record": read.record_index[k] + 1, "name": n, "status": r.status,
+                                    "reason": r.reason, "values": r.values}
+                                   for k, (n, r) in enumerate(zip(read.names, results))],
+                       "skipped": [record.to_dict() for record in read.skipped]})
     n_ok = sum(r.ok for r in results)
-    print(f"{n_ok}/{len(results)} ok ({sum(r.cached for r in results)} from cache); wrote {prefix}.csv/.json")
+    skipped = f", {len(read.skipped)} unreadable skipped" if read.skipped else ""
+    print(f"{n_ok}/{len(results)} ok ({sum(r.cached for r in results)} from cache{skipped}); "
+          f"wrote {prefix}.csv/.json")
     return 0 if n_ok == len(results) else 1
+
+
+def _dft_rows(read, results) -> list[dict]:
+    """One CSV row per record of the input file, in file order: computed ones and skipped unreadable ones."""
+    rows = []
+    for k, (name, result) in enumerate(zip(read.names, results)):
+        row = {"record": read.record_index[k] + 1, "name": name, "status": result.status,
+               "reason": result.reason or "", "cached": result.cached, "elapsed_s": round(result.elapsed_s, 3)}
+        rows.append(row | {column: result.values.get(column, "") for column in _DFT_COLUMNS})
+    for record in read.skipped:
+        rows.append({"record": record.number, "name": "", "status": "skipped", "reason": str(record),
+                     "cached": False, "elapsed_s": 0.0} | {column: "" for column in _DFT_COLUMNS})
+    return sorted(rows, key=lambda row: row["record"])
 
 
 def _csv(rows: list[dict]) -> str:

@@ -1,7 +1,8 @@
 """Atomic file writes: a reader never sees a half-written checkpoint, result or cache entry.
 
 Each writer writes to a temporary file in the destination folder, flushes and fsyncs it, then renames it over
-the target (``os.replace`` is atomic on POSIX and Windows for files on one file system).
+the target (``os.replace`` is atomic on POSIX and Windows for files on one file system). Also the error type of
+the readers' side, ``UnreadableRecord``, so that every command can offer the same way out (skip such records).
 """
 
 from __future__ import annotations
@@ -17,7 +18,13 @@ _UMASK = os.umask(0)
 os.umask(_UMASK)
 _FILE_MODE = 0o666 & ~_UMASK
 
-__all__ = ["atomic_write", "atomic_write_bytes", "atomic_write_text", "atomic_write_json", "atomic_torch_save"]
+__all__ = ["UnreadableRecord", "atomic_write", "atomic_write_bytes", "atomic_write_text", "atomic_write_json",
+           "atomic_torch_save"]
+
+
+class UnreadableRecord(ValueError):
+    """One record of an input file (a molecule, a frame, a structure) cannot be read; the others may be. The
+    message names the file, the record and the line or row; commands offer ``--skip-unreadable`` for it."""
 
 
 def atomic_write(path: str | os.PathLike, write: Callable[[IO[bytes]], None]) -> Path:

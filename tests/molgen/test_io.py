@@ -68,10 +68,10 @@ def test_radical_in_sdf_stays_a_radical(tmp_path):
 
 def test_unsupported_element_is_named(tmp_path):
     path = write_sdf(tmp_path / "cl.sdf", [embedded("CCl"), embedded("CO")])
-    with pytest.raises(ValueError, match=r"cl\.sdf: molecule 0: unsupported element\(s\) Cl"):
+    with pytest.raises(ValueError, match=r"cl\.sdf: molecule 1, line 1: unsupported element\(s\) Cl"):
         read_molecules(path)
     skipped = read_molecules(path, on_error="skip")
-    assert len(skipped) == 1 and skipped.skipped[0][0] == 0 and "Cl" in skipped.skipped[0][1]
+    assert len(skipped) == 1 and skipped.skipped[0].number == 1 and "Cl" in skipped.skipped[0].reason
     assert len(read_molecules(path, elements=None)) == 2
 
 
