@@ -106,36 +106,39 @@ def _sample(args: argparse.Namespace) -> int:
 # --- evaluate -----------------------------------------------------------------------------------------------
 
 
-def load_generated(source: str | Path) -> list:
-    """Structures (None = undecodable) from a sample directory (CIFs + summary.csv) or a CSV with a ``cif`` column."""
-    import csv
+def _add_source_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("source", help="sample directory (CIFs + summary.csv), folder of CIFs, or CSV with a cif "
+                                       "column")
+    parser.add_argument("--skip-unreadable", action="store_true",
+                        help="skip structures that cannot be read (each reported by file name or CSV row, counted "
+                             "from 1, with the reason) and go on with the rest; without it the first one stops the "
+                             "command with exit code 2")
 
-    from pymatgen.core import Structure
 
-    source = Path(source)
-    if source.is_file() and source.suffix == ".csv":
-        with source.open(newline="", encoding="utf-8") as handle:
-            rows = list(csv.DictReader(handle))
-        if rows and "cif" in rows[0]:
-            return [Structure.from_str(row["cif"], fmt="cif") if row["cif"] else None for row in rows]
-        source = source.parent  # our summary.csv: read the CIFs next to it
-    if not source.is_dir():
-        raise FileNotFoundError(f"no sample directory or CSV at {source}")
-    summary = source / "summary.csv"
-    if summary.is_file():
-        with summary.open(newline="", encoding="utf-8") as handle:
-            rows = list(csv.DictReader(handle))
-        return [Structure.from_file(source / f"sample_{int(r['index']):05d}.cif") if r["decoded"] == "True" else None
-                for r in rows]
-    cifs = sorted(source.glob("*.cif"))
-    if not cifs:
-        raise FileNotFoundError(f"{source} holds no summary.csv and no *.cif files")
-    return [Structure.from_file(path) for path in cifs]
+_SHOWN_SKIPPED = 5
+
+
+def _read_source(args: argparse.Namespace):
+    """The structures of ``args.source`` (a ``crysgen.io.StructureSet``), honouring --skip-unreadable; skipped
+    ones are reported on stderr."""
+    from crysgen.io import read_structures
+    from shared.io import UnreadableRecord
+
+    try:
+        read = read_structures(args.source, on_error="skip" if args.skip_unreadable else "raise")
+    except UnreadableRecord as err:
+        raise UserError(f"{err} (pass --skip-unreadable to skip it and read the rest)") from err
+    if read.skipped:
+        shown = "; ".join(str(s) for s in read.skipped[:_SHOWN_SKIPPED])
+        more = f"; and {len(read.skipped) - _SHOWN_SKIPPED} more" if len(read.skipped) > _SHOWN_SKIPPED else ""
+        print(f"warning: {read.path}: skipped {len(read.skipped)} unreadable structure(s): {shown}{more}",
+              file=sys.stderr)
+    return read
 
 
 def add_evaluate_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
     parser = subparsers.add_parser("evaluate", help="CDVAE metrics of generated crystals against a dataset split")
-    parser.add_argument("source", help="sample directory or CSV")
+    _add_source_options(parser)
     parser.add_argument("--dataset", default="perov_5", help="benchmark (default perov_5)")
     parser.add_argument("--reference", default="test", help="reference split for coverage/Wasserstein (test)")
     parser.add_argument("--train-split", default="val",
@@ -150,25 +153,23 @@ def add_evaluate_parser(subparsers: argparse._SubParsersAction) -> argparse.Argu
 def _evaluate(args: argparse.Namespace) -> int:
     from concurrent.futures import ProcessPoolExecutor
 
-    from crysgen.data import load_dataset
     from crysgen.evaluate import evaluate_crystals
     from crysgen.train import default_cache_dir
     from shared.io import atomic_write_json
 
-    generated = load_generated(args.source)
+    read = _read_source(args)
     cache = default_cache_dir()
-    reference = load_dataset(args.dataset, args.reference, args.data_dir, cache_dir=cache).structures
-    train = None
-    if args.train_split:
-        train = load_dataset(args.dataset, args.train_split, args.data_dir, cache_dir=cache).structures
+    reference = _reference_split(args, args.reference, cache)
+    train = _reference_split(args, args.train_split, cache) if args.train_split else None
     pool = ProcessPoolExecutor(args.workers) if args.workers > 1 else None
     try:
-        report = evaluate_crystals(generated, reference=reference, train=train, dataset=args.dataset,
+        report = evaluate_crystals(read.structures, reference=reference, train=train, dataset=args.dataset,
                                    executor=pool, seed=args.seed, reference_cache_dir=cache / "fingerprints")
     finally:
         if pool is not None:
             pool.shutdown()
     report["protocol"].update(reference_split=args.reference, train_split=args.train_split)
+    report["unreadable"] = [skipped.to_dict() for skipped in read.skipped]
     source = Path(args.source)
     out = Path(args.out) if args.out else (source if source.is_dir() else source.parent) / "metrics.json"
     atomic_write_json(out, report)
@@ -178,12 +179,24 @@ def _evaluate(args: argparse.Namespace) -> int:
     return 0
 
 
+def _reference_split(args: argparse.Namespace, split: str, cache: Path) -> list:
+    """A benchmark split's structures; rows its CIFs could not be parsed from are left out, and said so."""
+    from crysgen.data import load_dataset
+
+    dataset = load_dataset(args.dataset, split, args.data_dir, cache_dir=cache)
+    if dataset.errors:
+        first = dataset.errors[0]
+        print(f"note: {args.dataset} {split}: {len(dataset.errors)} row(s) could not be parsed and are left out "
+              f"(first: row {first.row + 1} {first.material_id}: {first.reason[:120]})", file=sys.stderr)
+    return dataset.structures
+
+
 # --- relax --------------------------------------------------------------------------------------------------
 
 
 def add_relax_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
     parser = subparsers.add_parser("relax", help="relax generated crystals with CHGNet or EMT (ASE)")
-    parser.add_argument("source", help="sample directory or CSV")
+    _add_source_options(parser)
     parser.add_argument("--calculator", choices=["chgnet", "emt"], default="chgnet")
     parser.add_argument("--fmax", type=float, default=0.1, help="force threshold in eV/A (default 0.1)")
     parser.add_argument("--steps", type=int, default=500, help="max optimiser steps (default 500)")
@@ -203,7 +216,8 @@ def _relax(args: argparse.Namespace) -> int:
     from shared.hooks import run_hook
     from shared.io import atomic_write_json
 
-    structures = [s for s in load_generated(args.source) if s is not None][: args.limit]
+    read = _read_source(args)
+    structures = [s for s in read.structures if s is not None][: args.limit]
     if args.calculator == "chgnet":
         hook = CHGNetHook(fmax=args.fmax, steps=args.steps)
     else:
@@ -218,7 +232,8 @@ def _relax(args: argparse.Namespace) -> int:
     write_cifs(relaxed, out, prefix="relaxed")
     records = [{"index": i, "status": r.status, "reason": r.reason,
                 **{k: v for k, v in r.values.items() if k != "structure"}} for i, r in enumerate(results)]
-    atomic_write_json(out / "energies.json", {"calculator": args.calculator, "results": records})
+    atomic_write_json(out / "energies.json", {"calculator": args.calculator, "results": records,
+                                              "unreadable": [skipped.to_dict() for skipped in read.skipped]})
     n_ok = sum(r.ok for r in results)
     print(f"relaxed {n_ok}/{len(results)} crystals with {args.calculator} -> {out}")
     return 0

@@ -6,7 +6,8 @@ import json
 import pytest
 
 from crysgen.checkpoint import default_checkpoint, load_model
-from crysgen.cli import load_generated, main
+from crysgen.cli import main
+from crysgen.io import read_structures
 
 TINY = ["model.channels=8", "model.channel_mult=[1, 2]", "model.num_res_blocks=1", "model.emb_dim=16",
         "model.attn_heads=2", "model.groups=4", "batch_size=32", "trainer.max_steps=2",
@@ -31,7 +32,7 @@ def test_train_then_sample_then_relax(cli_run):
     assert [int(r["index"]) for r in rows] == [0, 1, 2, 3]
     settings = json.loads((out / "sampling.json").read_text())
     assert settings["guidance"] == {"heat_ref": 1.5} and settings["guidance_scale"] == 2.0
-    structures = load_generated(out)
+    structures = read_structures(out).structures
     assert len(structures) == 4
     assert sum(s is not None for s in structures) == len(list(out.glob("sample_*.cif")))
     if any(s is not None for s in structures):
@@ -60,7 +61,7 @@ def test_user_errors_exit_with_code_2(tmp_path, capsys):
     assert main(["evaluate", str(tmp_path / "empty")]) == 2
 
 
-def test_load_generated_from_a_cdvae_style_csv(tmp_path, reference_data):
+def test_read_structures_from_a_cdvae_style_csv(tmp_path, reference_data):
     source = reference_data / "crystals" / "perov_5" / "test.csv"
     # header + the first two records (CIFs span several lines inside quotes)
     with source.open(newline="") as handle:
@@ -70,7 +71,7 @@ def test_load_generated_from_a_cdvae_style_csv(tmp_path, reference_data):
         writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
         writer.writeheader()
         writer.writerows(rows)
-    structures = load_generated(small)
+    structures = read_structures(small).structures
     assert len(structures) == 2 and all(len(s) == 5 for s in structures)
 
 
