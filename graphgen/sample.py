@@ -23,6 +23,7 @@ from torch import Tensor
 
 from graphgen.checkpoint import ModelBundle
 from graphgen.diffusion import build_system, gdss_score_fn
+from shared.numerics import flush_denormal_mode
 from shared.io import atomic_write_json, atomic_write_text
 from shared.samplers import pc_sample, s4_sample
 
@@ -138,8 +139,9 @@ def sample_graphs(bundle: ModelBundle, n: int, *, sampler: Literal["pc", "s4"] |
     order = torch.argsort(all_flags.sum(-1), stable=True) if n > batch_size else torch.arange(n)
     xs, adjs, nfe = [], [], 0
     for start in range(0, n, batch_size):
-        state, used = _sample_batch(bundle, all_flags[order[start:start + batch_size]], generator=generator,
-                                    progress=progress, **options)
+        with torch.inference_mode(), flush_denormal_mode(device.type == "cpu"):
+            state, used = _sample_batch(bundle, all_flags[order[start:start + batch_size]], generator=generator,
+                                        progress=progress, **options)
         xs.append(state["x"].cpu())
         adjs.append(state["adj"].cpu())
         nfe += used

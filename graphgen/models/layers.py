@@ -7,7 +7,7 @@ Module and parameter names follow the published GDSS code so that its checkpoint
 from __future__ import annotations
 
 import math
-from typing import Callable
+from typing import Callable, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -40,6 +40,14 @@ def pow_tensor(adj: Tensor, powers: int) -> Tensor:
     return torch.stack(out, dim=1)
 
 
+def normalized_adjacency(adj: Tensor) -> Tensor:
+    """D^-1/2 (A with a unit diagonal) D^-1/2 over the last two dims (self-loops replace the diagonal: GDSS/PyG)."""
+    adj = adj.clone()
+    adj.diagonal(dim1=-2, dim2=-1).fill_(1.0)  # equals adj * (1 - I) + I for finite entries
+    deg_inv_sqrt = adj.sum(dim=-1).clamp(min=1).pow(-0.5)
+    return deg_inv_sqrt.unsqueeze(-1) * adj * deg_inv_sqrt.unsqueeze(-2)
+
+
 class DenseGCNConv(nn.Module):
     """Dense graph convolution: D^-1/2 (A + I) D^-1/2 X W + b (Kipf & Welling), A weighted and dense."""
 
@@ -51,13 +59,7 @@ class DenseGCNConv(nn.Module):
         nn.init.xavier_uniform_(self.weight)
 
     def forward(self, x: Tensor, adj: Tensor) -> Tensor:
-        n = adj.shape[-1]
-        eye = torch.eye(n, dtype=adj.dtype, device=adj.device)
-        # self-loops replace the diagonal (GDSS/PyG convention), they are not added to it
-        adj = adj * (1 - eye) + eye
-        deg_inv_sqrt = adj.sum(dim=-1).clamp(min=1).pow(-0.5)
-        adj = deg_inv_sqrt.unsqueeze(-1) * adj * deg_inv_sqrt.unsqueeze(-2)
-        out = adj @ (x @ self.weight)
+        out = normalized_adjacency(adj) @ (x @ self.weight)
         if self.bias is not None:
             out = out + self.bias
         return out
@@ -94,7 +96,10 @@ class MLP(nn.Module):
 
 
 class GraphAttention(nn.Module):
-    """Graph multi-head attention: GCN queries/keys/values, tanh attention averaged over heads, symmetrised."""
+    """Graph multi-head attention: GCN queries/keys/values, tanh attention averaged over heads, symmetrised.
+
+    Holds the parameters (GDSS's names); ``AttentionLayer`` evaluates all channels' attentions in one batch.
+    """
 
     def __init__(self, in_dim: int, attn_dim: int, out_dim: int, num_heads: int = 4):
         super().__init__()
@@ -106,14 +111,68 @@ class GraphAttention(nn.Module):
         self.gnn_v = DenseGCNConv(in_dim, out_dim)
 
     def forward(self, x: Tensor, adj: Tensor) -> tuple[Tensor, Tensor]:
-        q, k, v = self.gnn_q(x, adj), self.gnn_k(x, adj), self.gnn_v(x, adj)
-        b, n, _ = q.shape
-        head = self.attn_dim // self.num_heads
-        q = q.view(b, n, self.num_heads, head).transpose(1, 2)  # (B, H, N, d)
-        k = k.view(b, n, self.num_heads, head).transpose(1, 2)
-        # GDSS scales by sqrt(out_dim), not sqrt(head dim); kept for checkpoint compatibility
-        attn = torch.tanh(q @ k.transpose(-1, -2) / math.sqrt(self.out_dim)).mean(dim=1)
-        return v, (attn + attn.transpose(-1, -2)) / 2
+        values, attention = _batched_attention([self], x, adj.unsqueeze(1))
+        return values[:, 0], attention[:, 0]
+
+
+def _batched_attention(heads: Sequence[GraphAttention], x: Tensor, adj: Tensor) -> tuple[Tensor, Tensor]:
+    """Values (B, C, N, out) and symmetrised attentions (B, C, N, N) of C channels at once.
+
+    The same arithmetic as C separate ``GraphAttention`` calls (each a GCN for q, k, v and a per-head
+    ``tanh(q k^T / sqrt(out_dim))`` averaged over heads), batched: one normalisation of every channel's adjacency,
+    one matmul of x with all channels' weights, and contiguous (B*C*H, N, d) ``bmm`` for the heads.
+    """
+    first = heads[0]
+    a, o, h = first.attn_dim, first.out_dim, first.num_heads
+    b, c, n, _ = adj.shape
+    width = 2 * a + o
+    weight = torch.cat([torch.cat([m.gnn_q.weight, m.gnn_k.weight, m.gnn_v.weight], dim=1) for m in heads], dim=1)
+    bias = torch.cat([torch.cat([m.gnn_q.bias, m.gnn_k.bias, m.gnn_v.bias]) for m in heads]).view(c, 1, width)
+    xw = (x @ weight).view(b, n, c, width).transpose(1, 2).reshape(b * c, n, width)
+    qkv = torch.bmm(normalized_adjacency(adj).reshape(b * c, n, n), xw).view(b, c, n, width) + bias
+    d = a // h
+    q = qkv[..., :a].reshape(b, c, n, h, d).transpose(2, 3).reshape(b * c * h, n, d)
+    k = qkv[..., a:2 * a].reshape(b, c, n, h, d).transpose(2, 3).reshape(b * c * h, n, d)
+    # GDSS scales by sqrt(out_dim), not sqrt(head dim); kept for checkpoint compatibility
+    scores = torch.tanh(torch.bmm(q, k.transpose(1, 2)) / math.sqrt(o)).view(b, c, h, n, n).mean(dim=2)
+    return qkv[..., 2 * a:], (scores + scores.transpose(-1, -2)) / 2
+
+
+class PairMLP(nn.Module):
+    """Applies an MLP to every node pair of (B, C_in, N, N) features -> (B, C_out, N, N).
+
+    When the input is symmetric in the two node dims (always in sampling: GDSS adjacencies are symmetric), only
+    the N(N+1)/2 pairs i <= j are computed and mirrored: the same numbers at about half the cost.
+    """
+
+    @staticmethod
+    def apply(mlp: nn.Module, pairs: Tensor, symmetric: bool) -> Tensor:
+        b, _, n, _ = pairs.shape
+        if not symmetric:
+            return mlp(pairs.permute(0, 2, 3, 1)).permute(0, 3, 1, 2)
+        upper, lower = _triangle_indices(n, pairs.device)
+        packed = mlp(pairs.flatten(2)[:, :, upper].transpose(1, 2))  # (B, P, C_out)
+        out = packed.new_empty(b, n * n, packed.shape[-1])
+        out[:, upper] = packed
+        out[:, lower] = packed
+        return out.view(b, n, n, -1).permute(0, 3, 1, 2)
+
+
+_TRIANGLES: dict[tuple[int, str], tuple[Tensor, Tensor]] = {}
+
+
+def _triangle_indices(n: int, device: torch.device) -> tuple[Tensor, Tensor]:
+    """Flat indices of the pairs i <= j in row-major (i, j) and in mirrored (j, i) order; cached per (n, device)."""
+    key = (n, str(device))
+    if key not in _TRIANGLES:
+        i, j = torch.triu_indices(n, n, device=device)
+        _TRIANGLES[key] = (i * n + j, j * n + i)
+    return _TRIANGLES[key]
+
+
+def is_symmetric(adj: Tensor) -> bool:
+    """Exactly symmetric in the last two dims (the cheap test that allows the half-cost pair path)."""
+    return bool(torch.equal(adj, adj.transpose(-1, -2)))
 
 
 class AttentionLayer(nn.Module):
@@ -129,10 +188,16 @@ class AttentionLayer(nn.Module):
         self.mlp = MLP(num_linears, 2 * input_dim, hidden, output_dim, activation=F.elu)
         self.multi_channel = MLP(2, input_dim * conv_output_dim, hidden, conv_output_dim, activation=F.elu)
 
-    def forward(self, x: Tensor, adj: Tensor, flags: Tensor | None) -> tuple[Tensor, Tensor]:
-        values, attentions = zip(*(attn(x, adj[:, c]) for c, attn in enumerate(self.attn)))
-        x_out = torch.tanh(mask_x(self.multi_channel(torch.cat(values, dim=-1)), flags))
-        mlp_in = torch.cat([torch.stack(attentions, dim=-1), adj.permute(0, 2, 3, 1)], dim=-1)
-        adj_out = self.mlp(mlp_in).permute(0, 3, 1, 2)
-        adj_out = adj_out + adj_out.transpose(-1, -2)
+    def forward(self, x: Tensor, adj: Tensor, flags: Tensor | None,
+                symmetric: bool | None = None) -> tuple[Tensor, Tensor]:
+        """``symmetric``: whether ``adj`` is symmetric (tested when not given); the output always is."""
+        b, c, n, _ = adj.shape
+        values, attention = _batched_attention(self.attn, x, adj)
+        # channel-major concatenation of the values, as GDSS concatenates per-channel outputs
+        x_out = torch.tanh(mask_x(self.multi_channel(values.transpose(1, 2).reshape(b, n, -1)), flags))
+        if symmetric is None:
+            symmetric = is_symmetric(adj)
+        m = PairMLP.apply(self.mlp, torch.cat([attention, adj], dim=1), symmetric)
+        # m + m^T of the reference; a symmetric m makes that exactly 2 m
+        adj_out = m + m if symmetric else m + m.transpose(-1, -2)
         return x_out, mask_adjs(adj_out, flags)

@@ -13,7 +13,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .layers import AttentionLayer, DenseGCNConv, MLP, mask_adjs, mask_x, pow_tensor
+from .layers import AttentionLayer, DenseGCNConv, MLP, PairMLP, is_symmetric, mask_adjs, mask_x, pow_tensor
 
 __all__ = ["ScoreNetworkX", "ScoreNetworkX_GMH", "ScoreNetworkA", "TimeEmbedding"]
 
@@ -98,8 +98,9 @@ class ScoreNetworkX_GMH(nn.Module):
     def forward(self, x: Tensor, adj: Tensor, flags: Tensor | None, t: Tensor | None = None) -> Tensor:
         adjc = pow_tensor(adj, self.c_init)
         features = [x]
-        for layer in self.layers:
-            x, adjc = layer(x, adjc, flags)
+        symmetric = is_symmetric(adj)
+        for i, layer in enumerate(self.layers):
+            x, adjc = layer(x, adjc, flags, symmetric=symmetric if i == 0 else True)
             x = torch.tanh(x)
             features.append(x)
         return mask_x(self.final(torch.cat(features, dim=-1)), flags)
@@ -129,12 +130,13 @@ class ScoreNetworkA(nn.Module):
         temb = _time_features(self.time_embed, t, x)
         if temb is not None:
             x = torch.cat([x, temb], dim=-1)
+        symmetric = is_symmetric(adj)  # then every channel below is, and pair MLPs run on i <= j only
         adjc = pow_tensor(adj, self.c_init)
         channels = [adjc]
-        for layer in self.layers:
-            x, adjc = layer(x, adjc, flags)
+        for i, layer in enumerate(self.layers):
+            x, adjc = layer(x, adjc, flags, symmetric=symmetric if i == 0 else True)
             channels.append(adjc)
-        score = self.final(torch.cat(channels, dim=1).permute(0, 2, 3, 1)).squeeze(-1)
-        n = score.shape[-1]
-        score = score * (1 - torch.eye(n, dtype=score.dtype, device=score.device))
+        score = PairMLP.apply(self.final, torch.cat(channels, dim=1), symmetric).squeeze(1)
+        score = score.clone()
+        score.diagonal(dim1=-2, dim2=-1).zero_()
         return mask_adjs(score, flags)

@@ -125,3 +125,63 @@ def test_published_gdss_state_dicts_load(reference_data):
     assert px.pop("model_type") == "ScoreNetworkX" and pa.pop("model_type") == "ScoreNetworkA"
     ScoreNetworkX(**px).load_state_dict(ckpt["x_state_dict"])
     ScoreNetworkA(**pa).load_state_dict(ckpt["adj_state_dict"])
+
+
+# --- the batched/symmetric fast path equals the pre-speed-up layers (benchmarks/reference) --------------------
+
+
+def _reference_copy(net):
+    import copy
+
+    from benchmarks.reference.graphgen_layers_v0 import use_reference_layers
+
+    return use_reference_layers(copy.deepcopy(net))
+
+
+@pytest.mark.parametrize("time_conditioned", [False, True])
+@pytest.mark.parametrize("symmetric", [True, False])
+def test_fast_layers_equal_the_reference_layers(time_conditioned, symmetric):
+    x, adj, flags = _graph_batch(seed=4)
+    adj = adj * torch.rand(adj.shape, generator=torch.Generator().manual_seed(2))  # weighted, like sampling
+    adj = (adj + adj.transpose(-1, -2)) / 2
+    if not symmetric:  # e.g. a user's own call: the full pair path must still be exact
+        adj = adj + 0.1 * torch.rand(adj.shape, generator=torch.Generator().manual_seed(3)) * flags[:, :, None]
+    t = torch.rand(B, generator=torch.Generator().manual_seed(5))
+    for name, net in _networks(time_conditioned).items():
+        reference = _reference_copy(net)
+        with torch.no_grad():
+            torch.testing.assert_close(net(x, adj, flags, t), reference(x, adj, flags, t), atol=1e-6, rtol=1e-5,
+                                       msg=lambda m: f"{name}: {m}")
+
+
+def test_fast_layers_have_equal_gradients():
+    x, adj, flags = _graph_batch(seed=6)
+    net = _networks()["adj"]
+    reference = _reference_copy(net)
+    net(x, adj, flags).square().sum().backward()
+    reference(x, adj, flags).square().sum().backward()
+    for (name, p), q in zip(net.named_parameters(), reference.parameters()):
+        # the last layer's values feed nothing: no gradient there in the reference, zeros in the batched weights
+        zero = torch.zeros_like(q)
+        torch.testing.assert_close(zero if p.grad is None else p.grad, zero if q.grad is None else q.grad, atol=1e-5, rtol=1e-4, msg=lambda m: f"{name}: {m}")
+
+
+@pytest.mark.data
+@pytest.mark.parametrize("name", ["qm9", "community_small", "grid"])
+def test_fast_layers_equal_the_reference_on_published_checkpoints(reference_data, name):
+    from graphgen.checkpoint import import_gdss
+
+    config, model, _, _ = import_gdss(reference_data / "gdss_checkpoints" / f"gdss_{name}.pth")
+    model.eval()
+    reference = _reference_copy(model)
+    n, x_dim = min(config.data.max_node_num, 40), config.data.max_feat_num  # 40 nodes keep grid fast
+    g = torch.Generator().manual_seed(0)
+    flags = torch.ones(3, n)
+    flags[1, n // 2:] = 0
+    adj = torch.rand(3, n, n, generator=g).triu(1)
+    adj = (adj + adj.transpose(1, 2)) * flags[:, :, None] * flags[:, None, :]
+    x = torch.rand(3, n, x_dim, generator=g) * flags[..., None]
+    t = torch.full((3,), 0.3)
+    with torch.no_grad():
+        for ours, ref in zip(model(x, adj, flags, t), reference(x, adj, flags, t)):
+            torch.testing.assert_close(ours, ref, atol=1e-5, rtol=1e-5)

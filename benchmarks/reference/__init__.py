@@ -1,0 +1,1 @@
+"""Frozen earlier implementations that benchmarks and tests compare the current code against."""
