@@ -11,6 +11,7 @@ file, or a pickle that needs arbitrary code to load, naming the classes it refer
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
 import pickletools
 import re
@@ -90,16 +91,16 @@ def _describe_zip(path: Path) -> str:
         with zipfile.ZipFile(path) as archive:
             names = archive.namelist()
             damaged = archive.testzip()
+            pickles = [name for name in names if name.endswith("data.pkl")]
+            structure = archive.read(pickles[0]) if pickles and damaged is None else b""
     except (zipfile.BadZipFile, OSError, EOFError, ValueError):
         return "a damaged zip archive"
-    if not any(name.endswith("data.pkl") for name in names):
+    if not pickles:
         return f"a zip archive, not a PyTorch file (it holds {', '.join(names[:_MAX_NAMES]) or 'nothing'})"
     if damaged is not None:
         return f"a damaged PyTorch file (member {damaged} fails its checksum)"
-    try:
-        unsafe = torch.serialization.get_unsafe_globals_in_checkpoint(path)
-    except Exception:  # noqa: BLE001 - a damaged archive fails here too; that is the answer
-        return "a damaged PyTorch file (its contents cannot be decoded)"
+    # data.pkl holds the object structure (tensors are separate members): small, and read without executing
+    unsafe = [name for name in _pickle_globals(structure)[0] if not _allowed_by_torch(name)]
     if unsafe:
         return _needs_code("a PyTorch file", unsafe)
     return "a damaged PyTorch file (its contents cannot be decoded)"
@@ -181,8 +182,25 @@ def _pickle_globals(data: bytes) -> tuple[list[str], bool]:
 
 
 def _allowed_by_torch(name: str) -> bool:
-    """Names that torch.save writes for plain data (these never make weights_only refuse a file)."""
-    return name.startswith(("torch.", "collections.OrderedDict", "_codecs.encode"))
+    """Whether weights-only loading accepts ``name`` (tensor rebuilders, storages, dtypes, OrderedDict...): the
+    others are what makes it refuse a file, e.g. ``torch.nn.modules.linear.Linear`` of a pickled whole model."""
+    allowed = _torch_allowlist()
+    if allowed is not None:
+        return name in allowed
+    return name.startswith(("torch._utils._rebuild", "torch._tensor._rebuild", "collections.OrderedDict",
+                            "_codecs.encode")) or (name.startswith("torch.") and name.count(".") == 1)
+
+
+@functools.lru_cache(maxsize=1)
+def _torch_allowlist() -> frozenset[str] | None:
+    """torch's own list of what weights_only accepts; None where this torch version keeps it elsewhere (it is
+    private), and the prefixes above stand in."""
+    try:
+        from torch._weights_only_unpickler import _get_allowed_globals
+
+        return frozenset(_get_allowed_globals())
+    except Exception:  # noqa: BLE001 - any change of the private API just means "use the fallback"
+        return None
 
 
 def _unique(names: list[str]) -> list[str]:
