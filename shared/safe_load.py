@@ -204,4 +204,6 @@ def _torch_allowlist() -> frozenset[str] | None:
 
 
 def _unique(names: list[str]) -> list[str]:
-    return list(dict.fromkeys(names))
+    # protocol-2 pickles use Python 2's module names, which the unpickler maps to Python 3's
+    modern = (name.replace("__builtin__.", "builtins.", 1).replace("copy_reg.", "copyreg.", 1) for name in names)
+    return list(dict.fromkeys(modern))

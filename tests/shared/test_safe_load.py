@@ -64,6 +64,7 @@ def test_archives_and_pickles(tmp_path):
     torch.save(torch.nn.Linear(2, 2), tmp_path / "whole_model.pt")  # a module pickled whole, not a state dict
     described = describe_unloadable(tmp_path / "whole_model.pt")
     assert described.startswith("a PyTorch file that needs arbitrary code") and "linear.Linear" in described
+    assert "set" not in described  # builtins.set (written as __builtin__.set) is allowed: not named
     (tmp_path / "cut.pkl").write_bytes(pickle.dumps({"a": list(range(100))})[:30])
     assert describe_unloadable(tmp_path / "cut.pkl") == "a truncated pickle (it ends before its STOP opcode)"
     assert describe_unloadable(tmp_path / "missing.pt") == "unreadable (No such file or directory)"
