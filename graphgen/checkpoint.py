@@ -36,6 +36,10 @@ GDSS_SAMPLERS: dict[str, dict[str, Any]] = {
     "ZINC250k": {"predictor": "Reverse", "corrector": "Langevin", "snr": 0.2, "scale_eps": 0.9, "n_steps": 1,
                  "use_ema": False, "eps": 1e-4},
 }
+# GDSS's train-block defaults, for checkpoints whose stored config predates a key (the published ZINC250k ones
+# have no ``ema``: they were trained without EMA and carry no EMA weights)
+GDSS_TRAIN_DEFAULTS: dict[str, Any] = {"lr": 5e-3, "weight_decay": 1e-4, "lr_decay": 0.999, "lr_schedule": True,
+                                       "grad_norm": 1.0, "ema": None, "eps": 1e-5, "num_epochs": 1}
 _PREDICTORS = {"Reverse": "reverse_diffusion", "Euler": "euler_maruyama", "S4": "s4"}
 _DATA_NAMES = {"qm9": "QM9", "zinc250k": "ZINC250k", "community_small": "community_small", "grid": "grid",
                "ego_small": "ego_small", "enzymes": "ENZYMES"}
@@ -124,7 +128,8 @@ def load_model(path: str | os.PathLike, *, use_ema: bool | None = None,
 def gdss_config_to_config(raw: dict[str, Any], params_x: dict[str, Any]) -> GraphGenConfig:
     """Translate a GDSS training config (plus the x network's constructor arguments) into ours."""
     try:
-        data, sde, model, train = raw["data"], raw["sde"], raw["model"], raw["train"]
+        data, sde, model = raw["data"], raw["sde"], raw["model"]
+        train = {**GDSS_TRAIN_DEFAULTS, **(raw.get("train") or {})}
         name = _DATA_NAMES.get(str(data["data"]).lower(), str(data["data"]))
         sampler = dict(GDSS_SAMPLERS.get(name, {}))
         if "sampler" in raw:
@@ -133,12 +138,13 @@ def gdss_config_to_config(raw: dict[str, Any], params_x: dict[str, Any]) -> Grap
             sampler.update({k: raw["sample"][k] for k in ("use_ema", "eps") if k in raw["sample"]})
         ours = {
             "data": {"name": name, "max_node_num": data["max_node_num"], "max_feat_num": data["max_feat_num"],
-                     "batch_size": data["batch_size"]},
+                     "batch_size": data.get("batch_size", 1024)},
             "sde": {key: {k: sde[key][k] for k in ("type", "beta_min", "beta_max", "num_scales")}
                     for key in ("x", "adj")},
-            "model": {"x": params_x["model_type"], "adj": model["adj"],
-                      **{k: model[k] for k in ("conv", "num_heads", "depth", "adim", "nhid", "num_layers",
-                                               "num_linears", "c_init", "c_hid", "c_final")}},
+            "model": {"x": params_x["model_type"], "adj": model.get("adj", "ScoreNetworkA"),
+                      **{k: model[k] for k in ("depth", "adim", "nhid", "num_layers", "num_linears", "c_init",
+                                               "c_hid", "c_final")},
+                      "conv": model.get("conv", "GCN"), "num_heads": model.get("num_heads", 4)},
             "train": {"num_epochs": train["num_epochs"], "lr": train["lr"], "weight_decay": train["weight_decay"],
                       "lr_decay": train["lr_decay"] if train.get("lr_schedule", True) else None,
                       "grad_clip": train["grad_norm"], "ema": train["ema"], "eps": train["eps"],
@@ -148,7 +154,7 @@ def gdss_config_to_config(raw: dict[str, Any], params_x: dict[str, Any]) -> Grap
             ours["sampler"] = {
                 "predictor": _PREDICTORS[sampler["predictor"]],
                 "corrector": "langevin" if sampler["corrector"] == "Langevin" else "none",
-                "snr": sampler["snr"], "scale_eps": sampler["scale_eps"], "n_correct": sampler["n_steps"],
+                "snr": sampler["snr"], "scale_eps": sampler["scale_eps"], "n_correct": sampler.get("n_steps", 1),
                 "steps": sde["adj"]["num_scales"], "eps": sampler.get("eps", 1e-4),
                 "use_ema": sampler.get("use_ema", False),
             }

@@ -89,14 +89,20 @@ def _sample(args: argparse.Namespace) -> int:
     device = resolve_device(args.device)
     bundle = load_model(args.checkpoint or _default_model(), use_ema=args.ema)
     counts = None
-    if bundle.node_counts is None:
+    if args.node_counts is not None:
+        from graphgen.data import node_counts_from_file
+
+        counts = node_counts_from_file(args.node_counts, bundle.config.data.max_node_num)
+    elif bundle.node_counts is None:
         if args.data_dir is None and _data_dir_unset():
-            raise UserError("this model stores no node-count statistics: pass --data-dir so node masks can be "
-                            "drawn from the training set")
+            raise UserError(NO_NODE_COUNTS)
         from graphgen.train import load_training_data, node_count_histogram
 
-        counts = node_count_histogram(load_training_data(bundle.config.data, args.data_dir),
-                                      bundle.config.data.max_node_num)
+        try:
+            counts = node_count_histogram(load_training_data(bundle.config.data, args.data_dir),
+                                          bundle.config.data.max_node_num)
+        except FileNotFoundError as err:
+            raise UserError(f"{NO_NODE_COUNTS} ({err})") from None
     try:
         out = sample_graphs(bundle, args.num, sampler=args.sampler, steps=args.steps, snr=args.snr,
                             scale_eps=args.scale_eps, batch_size=args.batch_size, seed=args.seed, device=device,
@@ -107,6 +113,10 @@ def _sample(args: argparse.Namespace) -> int:
     kind = "molecules" if out.is_molecule else "graphs"
     print(f"wrote {len(out.items)} {kind} to {args.out} (NFE {out.nfe})")
     return 0
+
+
+NO_NODE_COUNTS = ("this model stores no node-count statistics: pass --node-counts FILE (SMILES or SDF of the "
+                  "training set, or a JSON histogram) or --data-dir with the training data")
 
 
 def _data_dir_unset() -> bool:
@@ -124,6 +134,9 @@ def add_sample_parser(subparsers: argparse._SubParsersAction) -> argparse.Argume
     parser.add_argument("--snr", type=float, default=None, help="Langevin signal-to-noise ratio")
     parser.add_argument("--scale-eps", type=float, default=None, help="Langevin noise scale")
     parser.add_argument("--batch-size", type=int, default=1000, help="samples per batch (default 1000)")
+    parser.add_argument("--node-counts", default=None,
+                        help="graph sizes to draw from: SMILES/SDF of the training set or a JSON histogram "
+                             "(default: the model's own; imported GDSS models may have none)")
     ema = parser.add_mutually_exclusive_group()
     ema.add_argument("--ema", dest="ema", action="store_true", default=None, help="sample with EMA weights")
     ema.add_argument("--no-ema", dest="ema", action="store_false", help="sample with the raw weights")
@@ -143,13 +156,19 @@ def _evaluate(args: argparse.Namespace) -> int:
     if is_molecule != (args.dataset in MOLECULE_DATASETS):
         raise UserError(f"{args.samples} holds {'molecules' if is_molecule else 'graphs'} but dataset "
                         f"{args.dataset} is {'a molecule set' if args.dataset in MOLECULE_DATASETS else 'graphs'}")
+    reference, train_smiles, skipped = None, None, None
     if is_molecule and resolve_data_dir(args.data_dir) is None:
-        # validity and uniqueness need no reference data; novelty and FCD do, and say so
-        print("note: no --data-dir / $SCOREGEN_DATA: novelty and FCD (need the QM9/ZINC splits) are skipped",
-              file=sys.stderr)
-        reference, train_smiles = None, None
+        skipped = "no --data-dir / $SCOREGEN_DATA"
+    elif is_molecule:
+        try:
+            reference, train_smiles = load_test_data(DataConfig(name=args.dataset), args.data_dir)
+        except FileNotFoundError as err:
+            skipped = str(err)
     else:
         reference, train_smiles = load_test_data(DataConfig(name=args.dataset), args.data_dir)
+    if skipped:
+        # validity, uniqueness, fragments and atom statistics need no reference data; novelty and FCD do
+        print(f"note: novelty and FCD skipped (they need the {args.dataset} splits): {skipped}", file=sys.stderr)
     if is_molecule:
         metrics = _molecule_metrics(items, reference, train_smiles, args)
     else:
@@ -173,8 +192,12 @@ def _molecule_metrics(smiles: list[str], test_smiles: list[str] | None, train_sm
     from graphgen.metrics import canonical_smiles, novelty, uniqueness
 
     valid = [s for s in (canonical_smiles(s) if s else None for s in smiles) if s]
+    from graphgen.metrics import molecule_statistics
+
     metrics = {"validity_wo_correction": len(valid) / max(len(smiles), 1),
                "uniqueness": uniqueness(valid) if valid else 0.0}
+    if valid:
+        metrics.update(molecule_statistics(valid))
     if train_smiles is not None:
         metrics["novelty"] = novelty(valid, train_smiles) if valid else 0.0
     if valid and test_smiles is not None and not args.no_fcd:
@@ -237,9 +260,15 @@ def _import_gdss(args: argparse.Namespace) -> int:
     from graphgen.checkpoint import import_gdss, save_model
 
 
-    config, model, ema, counts = import_gdss(args.file, resolve_data_dir(args.data_dir))
+    data_dir = None if args.node_counts else resolve_data_dir(args.data_dir)
+    config, model, ema, counts = import_gdss(args.file, data_dir)
+    if args.node_counts:
+        from graphgen.data import node_counts_from_file
+
+        counts = node_counts_from_file(args.node_counts, config.data.max_node_num)
     path = save_model(args.out, config, model, ema_state=ema, node_counts=counts, source=str(args.file))
-    note = "" if counts is not None else " (no node-count statistics: sampling will need --data-dir)"
+    note = "" if counts is not None else (" (no node-count statistics: sampling will need --node-counts FILE or "
+                                          "--data-dir)")
     print(f"imported {args.file} -> {path}{note}")
     return 0
 
@@ -248,6 +277,9 @@ def add_import_gdss_parser(subparsers: argparse._SubParsersAction) -> argparse.A
     parser = subparsers.add_parser("import-gdss", help="convert a published GDSS checkpoint (.pth) to a model file")
     parser.add_argument("file", help="GDSS checkpoint, e.g. gdss_qm9.pth")
     parser.add_argument("out", help="output model file (.pt)")
+    parser.add_argument("--node-counts", default=None,
+                        help="store graph sizes from SMILES/SDF of the training set or a JSON histogram "
+                             "(default: from the training split in --data-dir, when given)")
     add_common_options(parser, device=False, seed=False)
     parser.set_defaults(handler=_import_gdss)
     return parser

@@ -58,6 +58,7 @@ __all__ = [
     "smiles_to_molecule_data",
     "read_qm9pack_table",
     "qm9_property_labels",
+    "node_counts_from_file",
     "load_qm9",
     "load_zinc250k",
     "MoleculeDataset",
@@ -530,3 +531,91 @@ class MoleculeDataset(Dataset):
         adj[bonds[:, 0], bonds[:, 1]] = bonds[:, 2].float()
         adj[bonds[:, 1], bonds[:, 0]] = bonds[:, 2].float()
         return {"x": x, "adj": adj, "flags": (atoms >= 0).float()}
+
+
+# ============================================================================================ node counts
+def node_counts_from_file(path: str | os.PathLike, max_node_num: int) -> torch.Tensor:
+    """``counts[k]`` = training graphs with k nodes, from a JSON histogram or the training molecules themselves.
+
+    JSON: a list ``[c_0, c_1, ...]`` or an object ``{"counts": [...]}`` or ``{"<k>": c_k, ...}``. Molecules:
+    SMILES (.smi/.txt, first token per line; .csv with a ``smiles`` column, e.g. ZINC250k's) or SDF, counted in
+    heavy atoms (the graph nodes). Unreadable records are skipped with a warning that names them.
+    """
+    path = require_file(path, "node counts")
+    suffix = path.suffix.lower()
+    if suffix == ".json":
+        sizes = None
+        counts = _histogram_from_json(path)
+    elif suffix in (".smi", ".txt", ".csv", ".sdf"):
+        sizes = _heavy_atom_counts(path)
+        counts = np.bincount(sizes, minlength=max_node_num + 1)
+    else:
+        raise ValueError(f"{path}: node counts come from .json (histogram), .smi/.txt/.csv (SMILES) or .sdf")
+    if counts.ndim != 1 or (counts < 0).any() or counts.sum() <= 0:
+        raise ValueError(f"{path}: a node-count histogram needs non-negative counts with a positive total")
+    if len(counts) > max_node_num + 1 and counts[max_node_num + 1:].any():
+        largest = int(np.nonzero(counts)[0].max())
+        raise ValueError(f"{path}: holds graphs of {largest} nodes but the model has at most {max_node_num}")
+    out = np.zeros(max_node_num + 1, dtype=np.int64)
+    out[: min(len(counts), max_node_num + 1)] = counts[: max_node_num + 1]
+    return torch.as_tensor(out)
+
+
+def _histogram_from_json(path: Path) -> np.ndarray:
+    try:
+        payload = json.loads(path.read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as err:
+        raise ValueError(f"{path}: not valid JSON ({err})") from None
+    if isinstance(payload, dict) and "counts" in payload:
+        payload = payload["counts"]
+    try:
+        if isinstance(payload, dict):
+            pairs = {int(k): float(v) for k, v in payload.items()}
+            hist = np.zeros(max(pairs) + 1)
+            for k, v in pairs.items():
+                hist[k] = v
+            return hist
+        if isinstance(payload, list):
+            return np.asarray([float(v) for v in payload])
+    except (TypeError, ValueError) as err:
+        raise ValueError(f"{path}: node counts must be numbers indexed by node count ({err})") from None
+    raise ValueError(f"{path}: expected a list of counts or an object {{'counts': [...]}} / {{'k': count}}")
+
+
+def _heavy_atom_counts(path: Path) -> np.ndarray:
+    from rdkit import Chem, RDLogger
+
+    RDLogger.DisableLog("rdApp.*")
+    try:
+        if path.suffix.lower() == ".sdf":
+            records = [(k + 1, m) for k, m in enumerate(Chem.SDMolSupplier(str(path), sanitize=False))]
+            where = "record"
+        else:
+            records, where = [], "line"
+            lines = path.read_text(encoding="utf-8", errors="replace").splitlines()
+            column = 0
+            if path.suffix.lower() == ".csv" and lines:
+                header = [h.strip().lower() for h in next(csv.reader([lines[0]]))]
+                if "smiles" not in header:
+                    raise ValueError(f"{path}: a CSV needs a 'smiles' column (found {', '.join(header)})")
+                column, lines = header.index("smiles"), lines[1:]
+                offset = 2
+            else:
+                offset = 1
+            for k, line in enumerate(lines):
+                if not line.strip():
+                    continue
+                fields = next(csv.reader([line])) if path.suffix.lower() == ".csv" else line.split()
+                text = fields[column].strip() if len(fields) > column else ""
+                records.append((k + offset, Chem.MolFromSmiles(text, sanitize=False) if text else None))
+    finally:
+        RDLogger.EnableLog("rdApp.*")
+    bad = [k for k, m in records if m is None]
+    sizes = np.asarray([m.GetNumHeavyAtoms() for _, m in records if m is not None], dtype=np.int64)
+    if not sizes.size:
+        raise ValueError(f"{path}: no readable molecule to count nodes from")
+    if bad:
+        shown = ", ".join(str(k) for k in bad[:5]) + (", ..." if len(bad) > 5 else "")
+        print(f"warning: {path}: {len(bad)} unreadable {where}(s) skipped for node counts ({where} {shown})",
+              file=sys.stderr)
+    return sizes

@@ -120,8 +120,8 @@ def sample_graphs(bundle: ModelBundle, n: int, *, sampler: Literal["pc", "s4"] |
     cfg, sc = bundle.config, bundle.config.sampler
     counts = node_counts if node_counts is not None else bundle.node_counts
     if counts is None:
-        raise ValueError("this model stores no node-count statistics: pass --data-dir (node_counts) so node "
-                         "masks can be drawn from the training set")
+        raise ValueError("this model stores no node-count statistics: pass node_counts (on the command line "
+                         "--node-counts FILE: SMILES or SDF of the training set, or a JSON histogram) or --data-dir")
     sampler = sampler or ("s4" if sc.predictor == "s4" else "pc")
     if sampler not in ("pc", "s4"):
         raise ValueError(f"sampler must be 'pc' or 's4', got {sampler!r}")

@@ -40,6 +40,7 @@ __all__ = [
     "uniqueness",
     "novelty",
     "evaluate_molecules",
+    "molecule_statistics",
 ]
 
 
@@ -146,6 +147,25 @@ def novelty(
     return len(generated - train) / len(generated)
 
 
+def molecule_statistics(items: Iterable[str | Chem.Mol | None]) -> dict:
+    """Of the valid items: the fraction with more than one fragment (disconnected graphs), the mean heavy-atom
+    count, and the fraction of each element among all heavy atoms."""
+    mols = [m for m in (Chem.MolFromSmiles(s) for s in map(canonical_smiles, items) if s is not None)
+            if m is not None]
+    if not mols:
+        raise ValueError("molecule_statistics needs at least one valid molecule")
+    elements: dict[str, int] = {}
+    for mol in mols:
+        for atom in mol.GetAtoms():
+            elements[atom.GetSymbol()] = elements.get(atom.GetSymbol(), 0) + 1
+    total = sum(elements.values())
+    return {
+        "multi_fragment_fraction": sum(len(Chem.GetMolFrags(m)) > 1 for m in mols) / len(mols),
+        "mean_heavy_atoms": total / len(mols),
+        "atom_fractions": {k: v / total for k, v in sorted(elements.items(), key=lambda kv: -kv[1])},
+    }
+
+
 def evaluate_molecules(
     x: torch.Tensor,
     adj: torch.Tensor,
@@ -157,14 +177,16 @@ def evaluate_molecules(
 
     Returns ``validity_wo_correction`` (GDSS's ratio: valid-before-correction / molecules surviving
     correction), ``validity_wo_correction_of_samples`` (same count / B), ``validity``, ``uniqueness``,
+    ``multi_fragment_fraction`` (corrected molecules with more than one fragment / B),
     ``novelty`` (only with ``train_smiles``), ``num_samples``, ``num_mols`` and the generated ``smiles``
     (non-empty SMILES of the corrected largest fragments, the list GDSS passes to MOSES and FCD).
     """
     raw = decode_molecules(x, adj, atom_types)
-    mols, num_valid_before = [], 0
+    mols, num_valid_before, multi_fragment = [], 0, 0
     for mol in raw:
         corrected, was_valid = correct_mol(mol)
         num_valid_before += was_valid
+        multi_fragment += len(Chem.GetMolFrags(corrected)) > 1
         fragment = largest_fragment(corrected)
         if fragment is not None:
             mols.append(fragment)
@@ -176,6 +198,8 @@ def evaluate_molecules(
         "validity_wo_correction_of_samples": num_valid_before / len(raw),
         "validity": len(smiles) / len(raw),
         "uniqueness": uniqueness(smiles) if smiles else 0.0,
+        # disconnected graphs, before GDSS keeps only each one's largest fragment (fraction of all samples)
+        "multi_fragment_fraction": multi_fragment / len(raw),
         "smiles": smiles,
     }
     if train_smiles is not None:

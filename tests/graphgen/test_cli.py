@@ -71,3 +71,20 @@ def test_evaluate_molecules_without_reference_data(tmp_path, capsys, monkeypatch
     assert "novelty and FCD" in captured.err
     assert "validity_wo_correction: 0.75" in captured.out
     assert "uniqueness: 0.666" in captured.out and "novelty" not in captured.out
+
+
+def test_evaluate_zinc_without_its_csv_computes_what_it_can(tmp_path, capsys):
+    samples = tmp_path / "zinc.smi"
+    samples.write_text("CCO\nc1ccccc1.CC\nC(C)(C)(C)(C)C\nCCN\n")
+    (tmp_path / "data").mkdir()  # a data directory without zinc250k/
+    out = tmp_path / "m.json"
+    code = main(["evaluate", str(samples), "--dataset", "ZINC250k", "--data-dir", str(tmp_path / "data"),
+                 "--out", str(out)])
+    assert code == 0
+    metrics = json.loads(out.read_text())
+    assert metrics["validity_wo_correction"] == 0.75 and metrics["uniqueness"] == 1.0
+    assert metrics["multi_fragment_fraction"] == pytest.approx(1 / 3)
+    assert metrics["mean_heavy_atoms"] == pytest.approx((3 + 8 + 3) / 3)
+    assert metrics["atom_fractions"]["C"] == pytest.approx(12 / 14)
+    assert "novelty" not in metrics and "fcd" not in metrics
+    assert "novelty and FCD skipped" in capsys.readouterr().err
