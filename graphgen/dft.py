@@ -1,8 +1,9 @@
 """Molecular graphs to quantum chemistry: 3D embedding, a backend hook, property distributions.
 
 graphgen's molecules are 2D graphs (SMILES). To hand them to xTB or DFT each one is embedded in 3D with explicit
-hydrogens (RDKit ETKDG v3, K conformers, each relaxed with MMFF94 — UFF where MMFF lacks parameters — and the
-lowest-energy one kept), optionally optimised further by a geometry hook (GFN2-xTB), then given to a single-point
+hydrogens (RDKit ETKDG v3, K conformers — random starting coordinates, then each assignment of unassigned
+stereocentres, where that fails — each relaxed with MMFF94 (UFF where MMFF lacks parameters), the lowest-energy
+one kept), optionally optimised further by a geometry hook (GFN2-xTB), then given to a single-point
 hook. The backends belong to molgen (``molgen.hooks``); this module never imports them: the CLI layer passes a
 backend object and a ``make_record(mol)`` function in (docs/architecture.md), and everything runs through
 ``shared.hooks.run_hook``, so results are cached per molecule, resumable and parallel, and a failure is a
@@ -97,18 +98,12 @@ def unpaired_electrons(mol) -> int:
 def embed_molecule(mol, settings: EmbeddingSettings = EmbeddingSettings()) -> tuple[Any, dict]:
     """``(mol with explicit H and one conformer, info)``: the lowest force-field energy of K ETKDG conformers."""
     from rdkit import Chem
-    from rdkit.Chem import AllChem, rdDistGeom
+    from rdkit.Chem import AllChem
 
-    mol = Chem.AddHs(mol)
-    params = rdDistGeom.ETKDGv3()
-    params.randomSeed = settings.seed
-    params.numThreads = 1  # deterministic, and the hook runner parallelises over molecules instead
-    conf_ids = list(rdDistGeom.EmbedMultipleConfs(mol, settings.conformers, params))
-    if not conf_ids:  # strained or unusual rings: random starting coordinates usually succeed
-        params.useRandomCoords = True
-        conf_ids = list(rdDistGeom.EmbedMultipleConfs(mol, settings.conformers, params))
+    mol, conf_ids, isomers_tried = _embed_conformers(mol, settings)
     if not conf_ids:
-        raise EmbeddingError("embedding failed: ETKDG found no 3D conformer")
+        raise EmbeddingError("embedding failed: ETKDG found no 3D conformer"
+                             + (f" for any of {isomers_tried} stereoisomers" if isomers_tried > 1 else ""))
     field = settings.force_field
     if field == "mmff" and not AllChem.MMFFHasAllMoleculeParams(mol):
         field = "uff"
@@ -127,6 +122,44 @@ def embed_molecule(mol, settings: EmbeddingSettings = EmbeddingSettings()) -> tu
             "force_field_energy_kcal_mol": energies[best] if field != "none" else None,
             "force_field_converged": converged[best]}
     return single, info
+
+
+_MAX_STEREOISOMERS = 16
+
+
+def _embed_conformers(mol, settings: EmbeddingSettings):
+    """``(mol with H, conformer ids, stereoisomers tried)``; ids are empty when every attempt failed.
+
+    ETKDG, then random starting coordinates (strained rings), then, for SMILES with unassigned stereocentres
+    (QM9's cages), each assignment in turn: a random one may be geometrically impossible in a small polycycle.
+    """
+    from rdkit import Chem
+    from rdkit.Chem import rdDistGeom
+    from rdkit.Chem.EnumerateStereoisomers import EnumerateStereoisomers, StereoEnumerationOptions
+
+    def attempt(candidate):
+        withh = Chem.AddHs(candidate)
+        for random_coords in (False, True):
+            params = rdDistGeom.ETKDGv3()
+            params.randomSeed = settings.seed
+            params.numThreads = 1  # deterministic; the hook runner parallelises over molecules instead
+            params.useRandomCoords = random_coords
+            ids = list(rdDistGeom.EmbedMultipleConfs(withh, settings.conformers, params))
+            if ids:
+                return withh, ids
+        return withh, []
+
+    withh, ids = attempt(mol)
+    if ids:
+        return withh, ids, 1
+    options = StereoEnumerationOptions(onlyUnassigned=True, unique=True, maxIsomers=_MAX_STEREOISOMERS)
+    tried = 1
+    for isomer in EnumerateStereoisomers(Chem.Mol(mol), options=options):
+        tried += 1
+        candidate, ids = attempt(isomer)
+        if ids:
+            return candidate, ids, tried
+    return withh, [], tried
 
 
 def _set_positions(mol, positions) -> None:
@@ -151,7 +184,7 @@ class GraphDFTHook:
     embedding: EmbeddingSettings = EmbeddingSettings()
     optimizer: Any = None
     name: str = "graphgen-embedded"
-    version: str = "1"
+    version: str = "2"  # 2: stereoisomer fallback for embedding
 
     def key(self, smiles: str) -> str:
         # the backends are frozen dataclasses: their repr lists every setting that changes a result

@@ -53,6 +53,20 @@ def test_embedding_is_deterministic_for_a_seed():
     np.testing.assert_array_equal(a.GetConformer().GetPositions(), b.GetConformer().GetPositions())
 
 
+def test_cages_embed_through_a_feasible_stereoisomer():
+    # a QM9 test molecule: plain ETKDG fails on the stereo assignment it draws for this unspecified cage
+    from rdkit import Chem
+    from rdkit.Chem import rdDistGeom
+
+    from graphgen.dft import _embed_conformers
+
+    params = rdDistGeom.ETKDGv3()
+    params.randomSeed = 0
+    assert not list(rdDistGeom.EmbedMultipleConfs(Chem.AddHs(parse_molecule("C1=CC23C=CC(O2)C3C1")), 3, params))
+    mol, ids, tried = _embed_conformers(parse_molecule("C1=CC23C=CC(O2)C3C1"), EmbeddingSettings())
+    assert ids and tried > 1 and mol.GetNumAtoms() == 9 + 8  # C8H8O
+
+
 def test_parse_and_open_shell_detection():
     assert unpaired_electrons(parse_molecule("[CH3]")) == 1
     assert unpaired_electrons(parse_molecule("[NH3+]CC(=O)[O-]")) == 0
