@@ -52,7 +52,7 @@ def load_bundle(checkpoint: str, data_dir: str | None, work: Path):
 
 
 def sample_batches(bundle, n: int, batch: int, seed: int, work: Path, threads: int, steps: int | None,
-                   existing_only: bool = False) -> dict:
+                   existing_only: bool = False, sampler: str | None = None) -> dict:
     from graphgen.sample import sample_graphs
 
     work.mkdir(parents=True, exist_ok=True)
@@ -66,8 +66,8 @@ def sample_batches(bundle, n: int, batch: int, seed: int, work: Path, threads: i
             break
         size = min(batch, n - i * batch)
         start = time.perf_counter()
-        out = sample_graphs(bundle, size, batch_size=size, seed=seed + i, steps=steps, return_tensors=True,
-                            progress=True)
+        out = sample_graphs(bundle, size, batch_size=size, seed=seed + i, steps=steps, sampler=sampler,
+                            return_tensors=True, progress=True)
         seconds = time.perf_counter() - start
         atomic_torch_save({"x": out.x, "adj": out.adj, "nfe": out.nfe, "seconds": seconds, "threads": threads}, path)
         print(f"batch {i + 1}/{n_batches}: {size} molecules in {seconds:.1f} s ({size / seconds:.2f} mol/s)",
@@ -110,6 +110,7 @@ def main(argv=None) -> int:
     parser.add_argument("--threads", type=int, default=None)
     parser.add_argument("--name", default="graphgen_qm9")
     parser.add_argument("--steps", type=int, default=None, help="override the model's sampler steps")
+    parser.add_argument("--sampler", choices=("pc", "s4", "ode-euler", "ode-heun", "ode-adaptive"), default=None, help="override the model's sampler")
     parser.add_argument("--existing-only", action="store_true",
                         help="sample nothing: evaluate the batches already finished in --work")
     args = parser.parse_args(argv)
@@ -120,7 +121,7 @@ def main(argv=None) -> int:
     bundle = load_bundle(args.checkpoint, args.data_dir, work)
     sampler = bundle.config.sampler
     samples = sample_batches(bundle, args.n, args.batch, args.seed, work, torch.get_num_threads(), args.steps,
-                             args.existing_only)
+                             args.existing_only, args.sampler)
     n_done = samples["x"].shape[0]
     metrics = evaluate(samples["x"], samples["adj"], bundle.config.atom_types, args.data_dir, work / "fcd_cache")
     total_s = sum(samples["seconds_per_batch"])
@@ -129,7 +130,9 @@ def main(argv=None) -> int:
     table = [{"metric": k, "value": v} for k, v in metrics.items() if isinstance(v, (int, float))]
     protocol = (
         f"GDSS protocol on QM9 (qm9pack table, GDSS test split valid_idx_qm9.json; kekulized, no hydrogens, C N O F, "
-        f"<= 9 atoms). Model: {args.checkpoint}. Sampler: {sampler.predictor} predictor + {sampler.corrector} "
+        f"<= 9 atoms). Model: {args.checkpoint}. Sampler: "
+        f"{(args.sampler + ' (overriding ') if args.sampler else ''}{sampler.predictor} predictor + "
+        f"{sampler.corrector}{')' if args.sampler else ''} "
         f"corrector, snr {sampler.snr}, scale_eps {sampler.scale_eps}, {args.steps or sampler.steps} steps, "
         f"eps {sampler.eps}, "
         f"final step without noise. N = {n_done} (of {args.n} requested) in batches of {args.batch} "

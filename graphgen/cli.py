@@ -129,7 +129,9 @@ def add_sample_parser(subparsers: argparse._SubParsersAction) -> argparse.Argume
                         help="model file (.pt) or run directory (default: the embedded QM9 model)")
     parser.add_argument("-n", "--num", type=int, required=True, help="number of samples")
     parser.add_argument("--out", required=True, help="output file: .smi/.txt/.sdf (molecules), .json/.graphml")
-    parser.add_argument("--sampler", choices=("pc", "s4"), default=None, help="default: the model's own")
+    parser.add_argument("--sampler", choices=("pc", "s4", "ode-euler", "ode-heun", "ode-adaptive"), default=None,
+                        help="pc (predictor-corrector), s4 (GDSS's S4 solver) or the probability-flow ODE "
+                             "(default: the model's own)")
     parser.add_argument("--steps", type=int, default=None, help="diffusion steps (default: the model's, 1000)")
     parser.add_argument("--snr", type=float, default=None, help="Langevin signal-to-noise ratio")
     parser.add_argument("--scale-eps", type=float, default=None, help="Langevin noise scale")

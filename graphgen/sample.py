@@ -25,7 +25,7 @@ from graphgen.checkpoint import ModelBundle
 from graphgen.diffusion import build_system, gdss_score_fn
 from shared.numerics import flush_denormal_mode
 from shared.io import atomic_write_json, atomic_write_text
-from shared.samplers import pc_sample, s4_sample
+from shared.samplers import ode_sample, pc_sample, s4_sample
 
 __all__ = ["SampleOutput", "sample_graphs", "draw_node_flags", "write_samples", "read_samples"]
 
@@ -92,6 +92,8 @@ def _sample_batch(bundle: ModelBundle, flags: Tensor, *, sampler: str, predictor
     common = dict(mask=flags, generator=generator, eps=eps, device=flags.device, progress=progress)
     if sampler == "s4":
         result = s4_sample(score, system, shapes, steps, snr=snr, scale_eps=scale_eps, **common)
+    elif sampler.startswith("ode-"):  # probability-flow ODE (deterministic given the prior draw)
+        result = ode_sample(score, system, shapes, steps, method=sampler[len("ode-"):], **common)
     else:
         result = pc_sample(score, system, shapes, steps, predictor=predictor, corrector=corrector, snr=snr,
                            scale_eps=scale_eps, n_correct=n_correct, **common)
@@ -104,7 +106,12 @@ def _sample_batch(bundle: ModelBundle, flags: Tensor, *, sampler: str, predictor
     return state, result.nfe
 
 
-def sample_graphs(bundle: ModelBundle, n: int, *, sampler: Literal["pc", "s4"] | None = None,
+# pc: predictor-corrector (GDSS's default, 2 NFE/step with Langevin); s4: GDSS's S4 solver (1 NFE/step);
+# ode-*: the probability-flow ODE with Euler (1 NFE/step), Heun (2) or scipy's adaptive RK45 (steps ignored)
+SAMPLERS = ("pc", "s4", "ode-euler", "ode-heun", "ode-adaptive")
+
+
+def sample_graphs(bundle: ModelBundle, n: int, *, sampler: str | None = None,
                   steps: int | None = None, snr: float | None = None, scale_eps: float | None = None,
                   predictor: Literal["reverse_diffusion", "euler_maruyama"] | None = None,
                   corrector: Literal["langevin", "none"] | None = None, batch_size: int = 1000, seed: int = 0,
@@ -123,8 +130,8 @@ def sample_graphs(bundle: ModelBundle, n: int, *, sampler: Literal["pc", "s4"] |
         raise ValueError("this model stores no node-count statistics: pass node_counts (on the command line "
                          "--node-counts FILE: SMILES or SDF of the training set, or a JSON histogram) or --data-dir")
     sampler = sampler or ("s4" if sc.predictor == "s4" else "pc")
-    if sampler not in ("pc", "s4"):
-        raise ValueError(f"sampler must be 'pc' or 's4', got {sampler!r}")
+    if sampler not in SAMPLERS:
+        raise ValueError(f"sampler must be one of {', '.join(SAMPLERS)}, got {sampler!r}")
     predictor = predictor or (sc.predictor if sc.predictor != "s4" else "reverse_diffusion")
     corrector = corrector or sc.corrector
     options = dict(sampler=sampler, predictor=predictor, corrector=None if corrector == "none" else corrector,
