@@ -103,8 +103,12 @@ def _sample(args: argparse.Namespace) -> int:
                                           bundle.config.data.max_node_num)
         except FileNotFoundError as err:
             raise UserError(f"{NO_NODE_COUNTS} ({err})") from None
+    from graphgen.sample import PRESETS
+
+    preset = PRESETS[args.preset]
+    sampler, steps = args.sampler or preset.get("sampler"), args.steps or preset.get("steps")
     try:
-        out = sample_graphs(bundle, args.num, sampler=args.sampler, steps=args.steps, snr=args.snr,
+        out = sample_graphs(bundle, args.num, sampler=sampler, steps=steps, snr=args.snr,
                             scale_eps=args.scale_eps, batch_size=args.batch_size, seed=args.seed, device=device,
                             progress=not args.no_progress, node_counts=counts)
     except FloatingPointError as err:
@@ -132,6 +136,9 @@ def add_sample_parser(subparsers: argparse._SubParsersAction) -> argparse.Argume
     parser.add_argument("--sampler", choices=("pc", "s4", "ode-euler", "ode-heun", "ode-adaptive"), default=None,
                         help="pc (predictor-corrector), s4 (GDSS's S4 solver) or the probability-flow ODE "
                              "(default: the model's own)")
+    parser.add_argument("--preset", choices=("gdss", "fast"), default="gdss",
+                        help="gdss: the model's own sampler (GDSS's settings, default); fast: S4 at 200 steps, "
+                             "~10x fewer network calls at QM9-measured equal quality (benchmarks/GRAPHGEN.md)")
     parser.add_argument("--steps", type=int, default=None, help="diffusion steps (default: the model's, 1000)")
     parser.add_argument("--snr", type=float, default=None, help="Langevin signal-to-noise ratio")
     parser.add_argument("--scale-eps", type=float, default=None, help="Langevin noise scale")
