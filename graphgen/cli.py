@@ -188,12 +188,46 @@ def _evaluate(args: argparse.Namespace) -> int:
         if not is_molecule:
             raise UserError("--dft needs molecules; the samples are graphs")
         metrics.update(_dft_metrics(items, args))
+    if args.plots:
+        metrics["plots"] = [str(p) for p in _evaluation_plots(items, reference, is_molecule, args)]
     metrics = {"dataset": args.dataset, "samples": str(args.samples), "num_samples": len(items), **metrics}
     for key, value in metrics.items():
         print(f"{key}: {value}")
     if args.out:
         atomic_write_json(args.out, metrics)
     return 0
+
+
+def _evaluation_plots(items: list, reference: list | None, is_molecule: bool, args: argparse.Namespace) -> list:
+    """Samples against the reference: heavy atoms and elements (molecules), degrees and clustering (graphs)."""
+    from shared.plots import bar_comparison, histogram_comparison
+
+    out = Path(args.plots)
+    label, ref_label = f"samples ({Path(args.samples).name})", f"{args.dataset} test"
+    if is_molecule:
+        from rdkit import Chem, RDLogger
+
+        from graphgen.metrics import canonical_smiles
+
+        RDLogger.DisableLog("rdApp.*")
+        sets = {label: items, **({ref_label: reference} if reference is not None else {})}
+        mols = {k: [m for m in (Chem.MolFromSmiles(c) for c in (canonical_smiles(s) if s else None for s in v) if c)
+                    if m is not None] for k, v in sets.items()}
+        RDLogger.EnableLog("rdApp.*")
+        sizes = {k: [m.GetNumAtoms() for m in v] for k, v in mols.items()}
+        elements = {}
+        for k, v in mols.items():
+            symbols = [a.GetSymbol() for m in v for a in m.GetAtoms()]
+            elements[k] = {e: symbols.count(e) / max(len(symbols), 1) for e in sorted(set(symbols))}
+        return [histogram_comparison(sizes, "heavy atoms per valid molecule", out / "heavy_atoms.png", discrete=True),
+                bar_comparison(elements, "fraction of heavy atoms", out / "elements.png", title="element mix")]
+    import networkx as nx
+
+    sets = {label: items, **({ref_label: reference} if reference is not None else {})}
+    degrees = {k: [d for g in v for _, d in g.degree()] for k, v in sets.items()}
+    clustering = {k: [c for g in v for c in nx.clustering(g).values()] for k, v in sets.items()}
+    return [histogram_comparison(degrees, "node degree", out / "degree.png", discrete=True),
+            histogram_comparison(clustering, "clustering coefficient", out / "clustering.png", bins=20)]
 
 
 def _molecule_metrics(smiles: list[str], test_smiles: list[str] | None, train_smiles: list[str] | None,
@@ -258,7 +292,9 @@ def add_evaluate_parser(subparsers: argparse._SubParsersAction) -> argparse.Argu
     parser.add_argument("--dft-reference", default=None,
                         help="--dft: compare with a JSON from 'graphgen dft' (same method) instead of QM9's labels")
     parser.add_argument("--workers", type=int, default=1, help="--dft: parallel processes (default 1)")
-    parser.add_argument("--plots", default=None, help="--dft: write property histograms (PNG) into this folder")
+    parser.add_argument("--plots", default=None,
+                        help="write figures (PNG) into this folder: sizes and elements (molecules) or degrees and "
+                             "clustering (graphs) against the test split; with --dft, property histograms too")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
     add_common_options(parser, seed=False)
     parser.set_defaults(handler=_evaluate)

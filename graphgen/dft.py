@@ -12,7 +12,6 @@ recorded reason (unreadable SMILES, invalid valence, open shell, embedding faile
 
 from __future__ import annotations
 
-import io
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -257,41 +256,15 @@ def plot_property_histograms(values: Mapping[str, Sequence[float]], reference: M
                              out_dir, *, label: str = "generated", reference_label: str = "reference",
                              prefix: str = "dft") -> list:
     """One PNG per property: density histograms of ``values`` and ``reference`` on shared bins (no display)."""
-    import matplotlib
+    from shared.plots import histogram_comparison
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    from shared.io import atomic_write_bytes
-
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
     written = []
     for name, sample in values.items():
-        sample = np.asarray(sample, dtype=float)
-        sample = sample[np.isfinite(sample)]
-        ref = np.asarray(reference.get(name, []), dtype=float)
-        ref = ref[np.isfinite(ref)]
-        if not sample.size and not ref.size:
+        samples = {reference_label: reference.get(name, []), label: sample}
+        if not any(len(v) for v in samples.values()):
             continue
-        both = np.concatenate([sample, ref])
-        low, high = np.percentile(both, [0.5, 99.5]) if both.size > 10 else (both.min(), both.max())
-        bins = np.linspace(low, high if high > low else low + 1.0, 41)
-        fig, ax = plt.subplots(figsize=(5, 3.5), dpi=120)
-        if ref.size:
-            ax.hist(np.clip(ref, low, high), bins=bins, density=True, alpha=0.5, label=f"{reference_label} "
-                    f"(n={ref.size})", color="tab:gray")
-        if sample.size:
-            ax.hist(np.clip(sample, low, high), bins=bins, density=True, alpha=0.6, label=f"{label} "
-                    f"(n={sample.size})", color="tab:blue")
-        ax.set_xlabel(PROPERTY_LABELS.get(name, name))
-        ax.set_ylabel("density")
-        ax.legend(fontsize=8)
-        fig.tight_layout()
-        buffer = io.BytesIO()
-        fig.savefig(buffer, format="png")
-        plt.close(fig)
-        written.append(atomic_write_bytes(out_dir / f"{prefix}_{name}.png", buffer.getvalue()))
+        written.append(histogram_comparison(samples, PROPERTY_LABELS.get(name, name),
+                                            Path(out_dir) / f"{prefix}_{name}.png", bins=40))
     return written
 
 

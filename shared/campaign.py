@@ -412,14 +412,9 @@ def plot_target_histograms(spec: CampaignSpec, achieved: dict[str, list[float]],
 
 
 def _save(fig, path: Path) -> Path:
-    import matplotlib.pyplot as plt
+    from shared.plots import _save as save
 
-    from shared.io import atomic_write_bytes
-
-    buffer = io.BytesIO()
-    fig.savefig(buffer, format="png")
-    plt.close(fig)
-    return atomic_write_bytes(path, buffer.getvalue())
+    return save(fig, path)
 
 
 def _write_report(domain, spec: CampaignSpec, candidates: list[dict], top: list[dict], figures: list[Path],

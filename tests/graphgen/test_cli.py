@@ -97,3 +97,20 @@ def test_fast_preset_uses_s4_at_200_steps_and_explicit_options_win(tmp_path, cap
     assert main(["sample", "-n", "2", "--out", str(out), "--preset", "fast", "--steps", "30", "--no-progress",
                  "--device", "cpu"]) == 0
     assert "(NFE 30)" in capsys.readouterr().out
+
+
+def test_evaluate_plots_molecules_and_graphs(tmp_path):
+    samples = tmp_path / "mols.smi"
+    samples.write_text("CCO\nc1ccccc1\nCCN\n")
+    (tmp_path / "empty").mkdir()  # no QM9 split here: the samples alone are drawn
+    assert main(["evaluate", str(samples), "--dataset", "QM9", "--plots", str(tmp_path / "mol_plots"),
+                 "--data-dir", str(tmp_path / "empty")]) == 0
+    pngs = sorted(p.name for p in (tmp_path / "mol_plots").glob("*.png"))
+    assert pngs == ["elements.png", "heavy_atoms.png"]
+    run = tmp_path / "run"
+    assert main(["train", "community_small", *TINY, "--run-dir", str(run), "--device", "cpu", "--no-progress"]) == 0
+    graphs = tmp_path / "g.json"
+    assert main(["sample", str(run), "-n", "4", "--out", str(graphs), "--device", "cpu", "--no-progress"]) == 0
+    assert main(["evaluate", str(graphs), "--dataset", "synthetic_community", "--plots", str(tmp_path / "gp")]) == 0
+    for name in ("degree.png", "clustering.png"):
+        assert (tmp_path / "gp" / name).stat().st_size > 2000
