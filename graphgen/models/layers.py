@@ -165,8 +165,11 @@ def _triangle_indices(n: int, device: torch.device) -> tuple[Tensor, Tensor]:
     """Flat indices of the pairs i <= j in row-major (i, j) and in mirrored (j, i) order; cached per (n, device)."""
     key = (n, str(device))
     if key not in _TRIANGLES:
-        i, j = torch.triu_indices(n, n, device=device)
-        _TRIANGLES[key] = (i * n + j, j * n + i)
+        # normal tensors even when first asked for while sampling under inference_mode: inference tensors could
+        # not index autograd-tracked features later (training after sampling in the same process)
+        with torch.inference_mode(False):
+            i, j = torch.triu_indices(n, n, device=device)
+            _TRIANGLES[key] = (i * n + j, j * n + i)
     return _TRIANGLES[key]
 
 
