@@ -1,7 +1,7 @@
 """The crysgen sampling checkpoint: one file with everything needed to generate crystals.
 
 Contents (plain containers and tensors only, so it loads with ``torch.load(weights_only=True)``):
-``format``/``version``, ``config`` (the training :class:`~crysgen.train.CrysgenConfig` as a dict),
+``format``/``version``, ``config`` (the training :class:`~crysgen.config.CrysgenConfig` as a dict),
 ``encoder`` (``n_elements``, ``max_sites``), ``scaler`` (``MatrixScaler.state_dict``), ``properties``
 (names and the mean/std used to normalise them), ``weights`` (the EMA weights of the denoiser, float32) and
 ``meta`` (how it was trained).
@@ -16,9 +16,9 @@ from typing import Any
 
 import torch
 
+from crysgen.config import CrysgenConfig, build_denoiser, load_train_config
 from crysgen.diffusion import CrystalDenoiser
 from crysgen.representation import CrystalEncoder, MatrixScaler
-from crysgen.train import CrysgenConfig, build_denoiser, load_train_config
 from shared.config import config_to_dict
 from shared.io import atomic_torch_save
 from shared.safe_load import safe_torch_load

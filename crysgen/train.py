@@ -12,60 +12,24 @@ import hashlib
 import json
 import os
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 
-from crysgen.diffusion import CrystalDenoiser, DiffusionConfig, make_loss_fn
-from crysgen.model import UNet1D, UNetConfig
+from crysgen.config import CrysgenConfig, DataConfig, build_denoiser, load_train_config  # noqa: F401 (re-exported)
+from crysgen.diffusion import make_loss_fn
 from crysgen.representation import CrystalEncoder, MatrixScaler
-from shared.config import config_to_dict, load_config, save_config
+from shared.config import config_to_dict, save_config
 from shared.io import atomic_write_json
-from shared.training import Trainer, TrainerConfig, latest_checkpoint
+from shared.training import Trainer, latest_checkpoint
 
 __all__ = ["CrysgenConfig", "DataConfig", "build_denoiser", "default_cache_dir", "default_run_dir", "load_train_config",
            "train"]
 
 # keys that may change between a run and its resumption
 _RESUMABLE_CHANGES = {"trainer.max_steps", "trainer.progress", "trainer.device", "data.cache_dir", "data.workers"}
-
-
-@dataclass
-class DataConfig:
-    dataset: str = "perov_5"
-    split: str = "val"  # only val/test of perov-5 are available here: train on val, evaluate on test
-    n_elements: int = 5
-    max_sites: int = 5
-    properties: list[str] = field(default_factory=list)  # CSV columns to condition on (classifier-free guidance)
-    cache_dir: str | None = None  # parsed-CSV cache; None: ~/.cache/scoregen
-    workers: int = 1
-
-
-@dataclass
-class CrysgenConfig:
-    name: str = "perov5"
-    batch_size: int = 64
-    data: DataConfig = field(default_factory=DataConfig)
-    model: UNetConfig = field(default_factory=UNetConfig)
-    diffusion: DiffusionConfig = field(default_factory=DiffusionConfig)
-    trainer: TrainerConfig = field(default_factory=TrainerConfig)
-
-    def __post_init__(self) -> None:
-        if self.batch_size < 1:
-            raise ValueError(f"batch_size must be >= 1, got {self.batch_size}")
-
-
-def load_train_config(source: str | os.PathLike | dict | None = None, overrides=()) -> CrysgenConfig:
-    """A :class:`CrysgenConfig` from YAML (or dict) plus ``key=value`` overrides."""
-    return load_config(CrysgenConfig, source, overrides)
-
-
-def build_denoiser(config: CrysgenConfig, encoder: CrystalEncoder) -> CrystalDenoiser:
-    net = UNet1D(encoder.width, config.model, cond_dim=len(config.data.properties))
-    return CrystalDenoiser(net, torch.as_tensor(encoder.padding_mask()), config.diffusion.sigma_data)
 
 
 def default_cache_dir(explicit: str | os.PathLike | None = None) -> Path:
