@@ -202,7 +202,7 @@ def import_gdss(path: str | os.PathLike, data_dir: str | os.PathLike | None = No
            **_ema_by_name(ckpt.ema_adj, ckpt.adj_state_dict, "adj_net", f"{path} ema_adj")}
     counts = None
     if data_dir is not None:
-        from graphgen.train import load_training_data, node_count_histogram
+        from graphgen.datasets import load_training_data, node_count_histogram
 
         counts = node_count_histogram(load_training_data(config.data, data_dir), config.data.max_node_num)
     return config, model, (ema or None), counts

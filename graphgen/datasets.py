@@ -1,0 +1,87 @@
+"""The dataset a :class:`~graphgen.diffusion.DataConfig` names: training split, test split, node-count histogram.
+
+Used by training, by sampling and GDSS import (node counts of the training set), and by evaluation (test split).
+It sits below :mod:`graphgen.train` and :mod:`graphgen.checkpoint` so that neither has to import the other's
+data code (``graphgen.train`` re-exports these names for older callers).
+"""
+
+from __future__ import annotations
+
+import math
+import os
+
+import numpy as np
+import torch
+from torch.utils.data import Dataset
+
+from graphgen.diffusion import MOLECULE_DATASETS, DataConfig
+from shared.config import config_to_dict
+
+__all__ = ["SYNTHETIC", "load_training_data", "load_test_data", "node_count_histogram"]
+
+SYNTHETIC = ("synthetic_community", "synthetic_grid")
+
+
+def _synthetic_graphs(cfg: DataConfig) -> list:
+    from graphgen.data import community_graphs, grid_graphs
+
+    rng = np.random.default_rng(cfg.seed)
+    if cfg.name == "synthetic_community":
+        return community_graphs(cfg.num_graphs, rng, node_range=(min(12, cfg.max_node_num), cfg.max_node_num))
+    side = max(2, int(math.isqrt(cfg.max_node_num)))
+    return grid_graphs(cfg.num_graphs, rng, side_range=(2, side))
+
+
+def _check_features(cfg: DataConfig) -> None:
+    atoms = MOLECULE_DATASETS.get(cfg.name)
+    if atoms is not None and cfg.max_feat_num != len(atoms):
+        raise ValueError(f"data.max_feat_num={cfg.max_feat_num} but {cfg.name} has {len(atoms)} atom types")
+
+
+def load_training_data(cfg: DataConfig, data_dir: str | os.PathLike | None = None) -> Dataset:
+    """The training split of ``cfg.name`` as GDSS tensors ``{"x", "adj", "flags"}`` per item."""
+    from graphgen import data
+
+    _check_features(cfg)
+    if cfg.name == "QM9":
+        return data.MoleculeDataset(data.load_qm9(data_dir)[0])
+    if cfg.name == "ZINC250k":
+        return data.MoleculeDataset(data.load_zinc250k(data_dir=data_dir)[0])
+    if cfg.name in SYNTHETIC:
+        graphs = _synthetic_graphs(cfg)
+    elif cfg.name in data.GRAPH_DATASETS:
+        graphs = data.load_graph_dataset(cfg.name, data_dir)[0]
+    else:
+        raise ValueError(f"unknown dataset {cfg.name!r}; choose from "
+                         f"{sorted([*data.GRAPH_DATASETS, *MOLECULE_DATASETS, *SYNTHETIC])}")
+    return data.GraphDataset(graphs, cfg.max_node_num, cfg.max_feat_num)
+
+
+def load_test_data(cfg: DataConfig, data_dir: str | os.PathLike | None = None) -> tuple[list, list[str] | None]:
+    """``(test graphs, None)`` for graph sets or ``(test SMILES, train SMILES)`` for molecule sets."""
+    from graphgen import data
+
+    if cfg.name == "QM9":
+        train, test = data.load_qm9(data_dir)
+        return test.smiles, train.smiles
+    if cfg.name == "ZINC250k":
+        train, test = data.load_zinc250k(data_dir=data_dir)
+        return test.smiles, train.smiles
+    if cfg.name in data.GRAPH_DATASETS:
+        return data.load_graph_dataset(cfg.name, data_dir)[1], None
+    if cfg.name in SYNTHETIC:  # a fresh draw with another seed stands in for a test split
+        return _synthetic_graphs(DataConfig(**{**config_to_dict(cfg), "seed": cfg.seed + 1})), None
+    raise ValueError(f"unknown dataset {cfg.name!r}")
+
+
+def node_count_histogram(dataset: Dataset, max_node_num: int) -> torch.Tensor:
+    """``counts[k]`` = number of items with k real nodes (from the dataset's node flags)."""
+    if hasattr(dataset, "flags"):
+        sizes = torch.as_tensor(dataset.flags).sum(-1).round().long()
+    elif hasattr(dataset, "data") and hasattr(dataset.data, "atoms"):
+        sizes = torch.as_tensor((dataset.data.atoms >= 0).sum(-1), dtype=torch.long)
+    else:
+        sizes = torch.tensor([int(dataset[i]["flags"].sum().round()) for i in range(len(dataset))])
+    if sizes.numel() and int(sizes.max()) > max_node_num:
+        raise ValueError(f"dataset has a graph with {int(sizes.max())} nodes > max_node_num={max_node_num}")
+    return torch.bincount(sizes, minlength=max_node_num + 1)
