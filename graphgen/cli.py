@@ -34,16 +34,25 @@ def _train(args: argparse.Namespace) -> int:
     from graphgen.diffusion import GraphGenConfig
     from graphgen.train import train
     from shared.config import config_to_dict, load_config
+    from shared.training import distributed
 
     overrides = list(args.overrides) + ([f"train.seed={args.seed}"] if args.seed is not None else [])
     config = load_config(GraphGenConfig, _config_path(args.config), overrides=overrides)
-    run_dir = args.run_dir
-    if run_dir is None:
-        digest = hashlib.sha256(repr(config_to_dict(config)).encode()).hexdigest()[:8]
-        run_dir = Path("runs") / f"{time.strftime('%Y%m%d')}-graphgen-{Path(args.config).stem}-{digest}"
-    path = train(config, run_dir, args.data_dir, device=str(resolve_device(args.device)),
-                 progress=not args.no_progress)
-    print(f"model written to {path}")
+    device = resolve_device(args.device)
+    # a no-op without torchrun; with it, one process group for all ranks (gloo unless training on CUDA)
+    distributed.init("nccl" if device.type == "cuda" else "gloo")
+    try:
+        run_dir = args.run_dir
+        if run_dir is None:
+            digest = hashlib.sha256(repr(config_to_dict(config)).encode()).hexdigest()[:8]
+            run_dir = str(Path("runs") / f"{time.strftime('%Y%m%d')}-graphgen-{Path(args.config).stem}-{digest}")
+        run_dir = distributed.broadcast_object(run_dir)  # rank 0's date decides, even across midnight
+        path = train(config, run_dir, args.data_dir, device=str(device), progress=not args.no_progress)
+        main_rank = distributed.is_main()
+    finally:
+        distributed.cleanup()
+    if main_rank:
+        print(f"model written to {path}")
     return 0
 
 

@@ -160,6 +160,10 @@ class GraphScoreModel(nn.Module):
         tt = t if self.time_conditioned else None
         return self.x_net(x, adj, flags, tt), self.adj_net(x, adj, flags, tt)
 
+    def unused_parameters(self) -> list[nn.Parameter]:
+        """Parameters of either network that no output depends on (see ``ScoreNetworkA.unused_parameters``)."""
+        return [p for net in (self.x_net, self.adj_net) for p in getattr(net, "unused_parameters", list)()]
+
 
 def build_model(cfg: GraphGenConfig) -> GraphScoreModel:
     m, d = cfg.model, cfg.data

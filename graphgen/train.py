@@ -13,6 +13,7 @@ needs no data), ``checkpoints/`` (resumable trainer checkpoints), ``log.jsonl`` 
 
 from __future__ import annotations
 
+import math
 import os
 from pathlib import Path
 
@@ -24,7 +25,7 @@ from graphgen.datasets import SYNTHETIC, load_test_data, load_training_data, nod
 from graphgen.diffusion import GraphGenConfig, build_model, build_system, make_loss_fn
 from shared.config import config_to_dict, load_config, save_config
 from shared.io import atomic_write_json
-from shared.training import Trainer, TrainerConfig, latest_checkpoint
+from shared.training import Trainer, TrainerConfig, distributed, latest_checkpoint
 
 # the data helpers live in graphgen.datasets (so graphgen.checkpoint needs no import of this module); re-exported
 __all__ = ["train", "load_training_data", "load_test_data", "node_count_histogram"]
@@ -55,24 +56,43 @@ def train(config: GraphGenConfig, run_dir: str | os.PathLike, data_dir: str | os
         saved = load_config(GraphGenConfig, config_path)
         if config_to_dict(saved) != config_to_dict(config):
             raise ValueError(f"{run_dir} holds a run with a different config; use a new --run-dir")
-    else:
-        save_config(config, config_path)
-    if dataset is None:
-        dataset = load_training_data(config.data, data_dir)
+    distributed.barrier()  # every rank has checked the saved config before rank 0 (re)writes it
+    if dataset is None:  # rank 0 first: it builds any data cache, the others then read it
+        if distributed.is_main():
+            try:
+                dataset = load_training_data(config.data, data_dir)
+            finally:  # also when it fails: the others then fail the same way instead of waiting forever
+                distributed.barrier()
+        else:
+            distributed.barrier()
+            dataset = load_training_data(config.data, data_dir)
     counts = node_count_histogram(dataset, config.data.max_node_num)
-    atomic_write_json(run_dir / "node_counts.json", counts.tolist())
+    if distributed.is_main():
+        if not config_path.is_file():
+            save_config(config, config_path)
+        atomic_write_json(run_dir / "node_counts.json", counts.tolist())
+    distributed.barrier()
 
     with torch.random.fork_rng(devices=[]):  # initial weights from train.seed, global RNG untouched
         torch.manual_seed(config.train.seed)
         model = build_model(config)
+    for param in model.unused_parameters():  # never get a gradient; frozen, or DDP would wait for one forever
+        param.requires_grad_(False)
     optimizer = torch.optim.Adam(model.parameters(), lr=config.train.lr, weight_decay=config.train.weight_decay)
+    # under torchrun the Trainer shards this loader over the ranks (each rank: batch_size graphs per step) and
+    # wraps the model in DDP; rank 0 alone logs, checkpoints and shows progress
     loader = DataLoader(dataset, batch_size=config.data.batch_size, shuffle=True)
-    tcfg = _trainer_config(config, len(loader), device, progress)
+    per_rank = math.ceil(len(dataset) / distributed.get_world_size())  # the Trainer's shard of one epoch
+    tcfg = _trainer_config(config, math.ceil(per_rank / config.data.batch_size), device, progress)
     trainer = Trainer(model, make_loss_fn(build_system(config), config.train.eps), loader, tcfg, run_dir,
                       optimizer=optimizer)
     if latest_checkpoint(run_dir) is not None:
         trainer.resume()
     trainer.train(steps)
     ema = dict(trainer.ema.shadow) if trainer.ema is not None else None
-    return save_model(run_dir / "model.pt", config, model, ema_state=ema, node_counts=counts,
-                      source=f"trained in {run_dir} for {trainer.step} steps")
+    path = run_dir / "model.pt"
+    if distributed.is_main():
+        save_model(path, config, model, ema_state=ema, node_counts=counts,
+                   source=f"trained in {run_dir} for {trainer.step} steps")
+    distributed.barrier()  # no rank returns before the model file exists
+    return path

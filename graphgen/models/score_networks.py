@@ -80,6 +80,10 @@ class ScoreNetworkX(nn.Module):
             features.append(temb)
         return mask_x(self.final(torch.cat(features, dim=-1)), flags)
 
+    def unused_parameters(self) -> list[nn.Parameter]:
+        """Parameters the forward pass never uses (none here; see ScoreNetworkA)."""
+        return []
+
 
 class ScoreNetworkX_GMH(nn.Module):
     """Node-feature score network built from graph multi-head attention layers (GDSS's GMH variant)."""
@@ -104,6 +108,10 @@ class ScoreNetworkX_GMH(nn.Module):
             x = torch.tanh(x)
             features.append(x)
         return mask_x(self.final(torch.cat(features, dim=-1)), flags)
+
+    def unused_parameters(self) -> list[nn.Parameter]:
+        """The last layer's adjacency MLP: GDSS computes that layer's adjacency and never uses it."""
+        return list(self.layers[-1].mlp.parameters())
 
 
 class ScoreNetworkA(nn.Module):
@@ -140,3 +148,12 @@ class ScoreNetworkA(nn.Module):
         score = score.clone()
         score.diagonal(dim1=-2, dim2=-1).zero_()
         return mask_adjs(score, flags)
+
+    def unused_parameters(self) -> list[nn.Parameter]:
+        """The last layer's node-feature MLP: GDSS computes that layer's features and never uses them.
+
+        They stay in the state dict (GDSS checkpoints hold them); training freezes them, which changes nothing
+        in one process (they never get a gradient) and lets DistributedDataParallel, which waits for a gradient
+        of every trainable parameter, run.
+        """
+        return list(self.layers[-1].multi_channel.parameters())

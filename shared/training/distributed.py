@@ -12,6 +12,7 @@ __all__ = [
     "all_gather_object",
     "all_reduce_mean",
     "barrier",
+    "broadcast_object",
     "cleanup",
     "get_local_rank",
     "get_rank",
@@ -99,3 +100,15 @@ def all_gather_object(obj):
     gathered = [None] * get_world_size()
     dist.all_gather_object(gathered, obj)
     return gathered
+
+
+def broadcast_object(obj, src: int = 0):
+    """Rank ``src``'s ``obj`` on every rank (picklable objects); ``obj`` itself in a single process.
+
+    For decisions one rank must make for all, e.g. a default run directory named after the date.
+    """
+    if not is_initialized() or get_world_size() == 1:
+        return obj
+    box = [obj]
+    dist.broadcast_object_list(box, src=src)
+    return box[0]
