@@ -9,6 +9,10 @@ is element-wise, so this equals GDSS's two optimisers) and one *global* gradient
 Run directory: ``config.yaml``, ``node_counts.json`` (node-count histogram of the training set, so sampling
 needs no data), ``checkpoints/`` (resumable trainer checkpoints), ``log.jsonl`` / ``log.csv`` and, at the end,
 ``model.pt`` (:mod:`graphgen.checkpoint` format with EMA weights).
+
+Under ``torchrun`` (after ``shared.training.distributed.init``, as ``graphgen train`` does) every rank trains on
+its shard of each epoch with ``data.batch_size`` graphs per step (DDP averages the gradients); rank 0 alone writes
+the run directory's files and shows progress, and every rank returns once ``model.pt`` exists.
 """
 
 from __future__ import annotations
