@@ -29,24 +29,49 @@ def add_version_parser(subparsers: argparse._SubParsersAction) -> argparse.Argum
 
 
 def add_train_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
-    parser = subparsers.add_parser("train", help="train (or resume) a crystal-matrix EDM model from a YAML config")
-    parser.add_argument("config", help="YAML config (e.g. crysgen/configs/perov5.yaml)")
+    parser = subparsers.add_parser("train", help="train (or resume) a crystal-matrix EDM model")
+    parser.add_argument("config", help="a packaged config name (" + ", ".join(_packaged_configs()) + "), a YAML "
+                                       "config file, or a CDVAE CSV / directory of split CSVs to train on with "
+                                       "the default settings")
     parser.add_argument("overrides", nargs="*", help="dotted key=value overrides, e.g. trainer.max_steps=1000")
+    parser.add_argument("--split", default=None,
+                        help="split to train on (train, val, test or another CSV of the dataset's folder); "
+                             "replaces data.split")
     parser.add_argument("--run-dir", default=None, help="run directory (default runs/<date>-crysgen-<name>-<hash>)")
     add_common_options(parser, seed=False)
     parser.set_defaults(handler=_train)
     return parser
 
 
+CONFIG_DIR = Path(__file__).resolve().parent / "configs"
+
+
+def _packaged_configs() -> list[str]:
+    return sorted(p.stem for p in CONFIG_DIR.glob("*.yaml"))
+
+
+def train_config_source(name: str) -> str | dict:
+    """What ``crysgen train NAME`` reads: a YAML file, a packaged config of that name, or, for a CSV file or a
+    directory, a config of default settings on that dataset (``{"data": {"dataset": NAME}}``)."""
+    from shared.cli_common import packaged_config
+
+    path = Path(name).expanduser()
+    if path.is_dir() or (path.is_file() and path.suffix.lower() == ".csv"):
+        return {"data": {"dataset": str(path)}}
+    return str(packaged_config(name, CONFIG_DIR))
+
+
 def _train(args: argparse.Namespace) -> int:
     from crysgen.train import default_run_dir, load_train_config, train
 
     overrides = list(args.overrides)
+    if args.split is not None:
+        overrides.append(f"data.split={args.split}")
     if args.device != "auto":
         overrides.append(f"trainer.device={resolve_device(args.device)}")
     if args.no_progress:
         overrides.append("trainer.progress=false")
-    config = load_train_config(args.config, overrides)
+    config = load_train_config(train_config_source(args.config), overrides)
     run_dir = Path(args.run_dir) if args.run_dir else default_run_dir(config)
     print(f"run directory: {run_dir}")
     train(config, run_dir, args.data_dir)

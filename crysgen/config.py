@@ -23,18 +23,27 @@ __all__ = ["CrysgenConfig", "DataConfig", "build_denoiser", "load_train_config"]
 
 @dataclass
 class DataConfig:
-    dataset: str = "perov_5"
-    split: str = "val"  # only val/test of perov-5 are available here: train on val, evaluate on test
-    n_elements: int = 5
-    max_sites: int = 5
+    dataset: str = "perov_5"  # benchmark name, directory of split CSVs, or one CDVAE CSV (crysgen.data)
+    split: str | None = None  # None: the CSV itself, else "train" (perov5.yaml trains on val: no train split here)
+    elements: list[str] | None = None  # None: every element of the training split; else others are skipped
+    n_elements: int | None = None  # element slots per crystal; None: the most distinct elements in one crystal
+    max_sites: int | None = None  # None: the largest number of sites in one training crystal
     properties: list[str] = field(default_factory=list)  # CSV columns to condition on (classifier-free guidance)
     cache_dir: str | None = None  # parsed-CSV cache; None: ~/.cache/scoregen
     workers: int = 1
 
+    def __post_init__(self) -> None:
+        for name in ("n_elements", "max_sites"):
+            value = getattr(self, name)
+            if value is not None and value < 1:
+                raise ValueError(f"data.{name} must be >= 1 or empty (inferred from the data), got {value}")
+        if self.elements is not None and not self.elements:
+            raise ValueError("data.elements must name at least one element, or be empty (inferred from the data)")
+
 
 @dataclass
 class CrysgenConfig:
-    name: str = "perov5"
+    name: str | None = None  # None: the dataset's name (crysgen.train.run_name)
     batch_size: int = 64
     data: DataConfig = field(default_factory=DataConfig)
     model: UNetConfig = field(default_factory=UNetConfig)

@@ -8,6 +8,10 @@ depends only on the six lattice parameters. ``primitive=True`` additionally call
 first (CDVAE's option, off by default).
 
 A row whose CIF cannot be parsed is reported as a ``ParseError`` (row, material_id, reason) and skipped.
+
+A dataset is named by a benchmark name (``<data_dir>/crystals/<name>/<split>.csv``; the three CDVAE benchmarks
+and any folder the user puts there), a directory holding ``<split>.csv`` files, or one CDVAE CSV (see
+``resolve_dataset``). ``write_cdvae_csv`` writes structures in the same format.
 """
 
 from __future__ import annotations
@@ -24,18 +28,21 @@ from typing import Any
 
 import numpy as np
 
-from shared.io import atomic_write_json
+from shared.io import atomic_write_json, atomic_write_text
 from shared.paths import require_file, resolve_data_dir
 
 __all__ = [
     "DATASETS",
     "CrystalDataset",
+    "DatasetSplit",
     "ParseError",
     "dataset_path",
     "dataset_url",
     "load_cdvae_csv",
     "load_dataset",
     "parse_cif",
+    "resolve_dataset",
+    "write_cdvae_csv",
 ]
 
 CDVAE_URL = "https://raw.githubusercontent.com/txie-93/cdvae/main/data/{name}/{split}.csv"
@@ -91,9 +98,86 @@ def dataset_path(name: str, split: str, data_dir: str | os.PathLike | None = Non
     return path
 
 
-def load_dataset(name: str, split: str, data_dir: str | os.PathLike | None = None, **kwargs) -> CrystalDataset:
-    """``load_cdvae_csv`` on the benchmark split found in the data directory."""
-    return load_cdvae_csv(dataset_path(name, split, data_dir), **kwargs)
+@dataclass(frozen=True)
+class DatasetSplit:
+    """Where one split of a dataset lives: ``name`` (benchmark name, or the folder/file it was found in),
+    ``split`` (a split name, or a CSV's stem) and the CSV ``path`` (absolute)."""
+
+    name: str
+    split: str
+    path: Path
+
+
+DEFAULT_SPLIT = "train"
+
+
+def resolve_dataset(dataset: str | os.PathLike, split: str | None = None,
+                    data_dir: str | os.PathLike | None = None) -> DatasetSplit:
+    """The CSV of ``split`` of ``dataset``, which is one of
+
+    * a CSV file: itself when ``split`` is None or its stem, else the sibling ``<split>.csv`` (so
+      ``data/carbon/train.csv`` with ``split="val"`` is ``data/carbon/val.csv``);
+    * a directory: ``<dir>/<split>.csv`` (``split`` default ``train``);
+    * a name: ``<data_dir>/crystals/<name>/<split>.csv`` (data dir from the option or ``$SCOREGEN_DATA``) for a
+      CDVAE benchmark (``DATASETS``) or any folder placed there.
+
+    FileNotFoundError / ValueError say which of these was tried and what is missing.
+    """
+    text = os.fspath(dataset)
+    if not text.strip():
+        raise ValueError("empty dataset name")
+    path = Path(text).expanduser()
+    if path.is_file():
+        if split is None or split == path.stem:
+            return DatasetSplit(_name_of_csv(path), path.stem, path.resolve())
+        sibling = path.parent / f"{split}.csv"
+        if not sibling.is_file():
+            raise FileNotFoundError(f"dataset {text} is one CSV file; its folder has no {split}.csv "
+                                    f"(found: {_csv_names(path.parent)})")
+        return DatasetSplit(_name_of_csv(sibling), split, sibling.resolve())
+    if path.is_dir():
+        return _split_in_folder(path, split or DEFAULT_SPLIT, path.name, f"dataset directory {path}")
+    if path.suffix.lower() == ".csv" or os.sep in text or (os.altsep and os.altsep in text):
+        raise FileNotFoundError(f"dataset {text}: no such CSV file or directory")
+    split = split or DEFAULT_SPLIT
+    if text in DATASETS and split in SPLITS:
+        return DatasetSplit(text, split, dataset_path(text, split, data_dir).resolve())
+    root = resolve_data_dir(data_dir)
+    folder = None if root is None else root / "crystals" / text
+    if folder is None or not folder.is_dir():
+        where = "no data directory given (pass data_dir or set SCOREGEN_DATA)" if root is None else \
+            f"no folder {root / 'crystals' / text}"
+        raise ValueError(f"unknown crystal dataset {text!r}: not a CSV file or directory, and not a dataset in "
+                         f"the data directory ({where}); CDVAE benchmarks: {sorted(DATASETS)}")
+    return _split_in_folder(folder, split, text, f"dataset {text} ({folder})")
+
+
+def load_dataset(name: str | os.PathLike, split: str | None, data_dir: str | os.PathLike | None = None,
+                 **kwargs) -> CrystalDataset:
+    """``load_cdvae_csv`` on ``split`` of a dataset given by name, directory or CSV (see ``resolve_dataset``)."""
+    return load_cdvae_csv(resolve_dataset(name, split, data_dir).path, **kwargs)
+
+
+def write_cdvae_csv(path: str | os.PathLike, structures, material_ids=None,
+                    properties: dict[str, list] | None = None) -> Path:
+    """Write structures as a CDVAE CSV (``,material_id,cif,<properties...>``, CIFs from pymatgen's CifWriter),
+    atomically; returns the path."""
+    import io
+
+    from pymatgen.io.cif import CifWriter
+
+    structures = list(structures)
+    ids = [f"crystal-{i}" for i in range(len(structures))] if material_ids is None else list(material_ids)
+    properties = dict(properties or {})
+    for name, values in [("material_id", ids), *properties.items()]:
+        if len(values) != len(structures):
+            raise ValueError(f"{name}: {len(values)} values for {len(structures)} structures")
+    buffer = io.StringIO()
+    writer = csv.writer(buffer)
+    writer.writerow(["", "material_id", "cif", *properties])
+    for index, structure in enumerate(structures):
+        writer.writerow([index, ids[index], str(CifWriter(structure)), *(v[index] for v in properties.values())])
+    return atomic_write_text(path, buffer.getvalue())
 
 
 def parse_cif(cif: str, niggli: bool = True, primitive: bool = False):
@@ -167,6 +251,24 @@ def load_cdvae_csv(
 
 
 # --- internals ----------------------------------------------------------------------------------------------
+
+
+def _name_of_csv(path: Path) -> str:
+    """A CSV named like a split (``carbon/train.csv``) belongs to its folder's dataset; another is its own."""
+    return path.parent.name if path.stem in SPLITS else path.stem
+
+
+def _csv_names(folder: Path) -> str:
+    names = sorted(p.name for p in folder.glob("*.csv"))
+    return ", ".join(names) or "no CSV files"
+
+
+def _split_in_folder(folder: Path, split: str, name: str, what: str) -> DatasetSplit:
+    path = folder / f"{split}.csv"
+    if not path.is_file():
+        hint = f" (download it from {dataset_url(name, split)})" if name in DATASETS and split in SPLITS else ""
+        raise FileNotFoundError(f"{what} has no {split}.csv{hint}; found: {_csv_names(folder)}")
+    return DatasetSplit(name, split, path.resolve())
 
 
 def _check_name_split(name: str, split: str) -> None:
