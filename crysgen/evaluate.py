@@ -16,10 +16,16 @@
 * Wasserstein distances of density (g/cm^3) and number of distinct elements between up to ``n_samples``
   valid generated crystals (drawn with a seeded generator) and the whole reference set.
 * Uniqueness (distinct StructureMatcher groups / valid), novelty (valid crystals matching no training
-  crystal), space-group statistics with spglib (symprec 0.1).
+  crystal), computed by ``crysgen.matching``: the matcher's own answers, with exact pre-filters so that only
+  pairs that could match are fitted.
+* Space groups with spglib (symprec 0.1): P1 fraction of the valid generated crystals and of the reference set,
+  number of distinct groups, total-variation distance between the two distributions; ``evaluate_crystals``
+  reports both distributions (number, symbol, count, fraction) under ``space_groups``.
 
 Decoding failures are passed as ``None`` and count as invalid. ``CrystalBatch`` computes each per-crystal
-quantity once (optionally through an Executor), so several evaluators share the work.
+quantity once (optionally through an Executor, with a progress bar), so several evaluators share the work.
+A dataset without COV cut-offs (not a CDVAE benchmark) gets no coverage unless ``cov_cutoffs`` are given; the
+report says so under ``skipped``.
 """
 
 from __future__ import annotations
@@ -29,7 +35,7 @@ import json
 import math
 import os
 import warnings
-from collections import Counter, defaultdict
+from collections import Counter
 from concurrent.futures import Executor
 from functools import lru_cache
 from pathlib import Path
@@ -49,6 +55,7 @@ __all__ = [
     "coverage",
     "evaluate_crystals",
     "make_evaluators",
+    "space_group_distribution",
     "standardize",
     "structure_validity",
     "structures_digest",
@@ -200,11 +207,13 @@ class CrystalBatch:
     """
 
     def __init__(self, structures: Iterable[Any], executor: Executor | None = None, chunksize: int = 16,
-                 cache_dir: str | os.PathLike | None = None):
+                 cache_dir: str | os.PathLike | None = None, progress: bool = False, label: str = ""):
         self.structures = list(structures)
         self.executor = executor
         self.chunksize = chunksize
         self.cache_dir = None if cache_dir is None else Path(cache_dir)
+        self.progress = progress  # a tqdm bar (stderr) while a quantity is computed, not when read from the cache
+        self.label = label
         self._cache: dict[str, Any] = {}
         self._digest: str | None = None
 
@@ -238,9 +247,15 @@ class CrystalBatch:
             except (OSError, ValueError):
                 pass  # unreadable or truncated cache file: recompute and overwrite it
         if self.executor is None:
-            values = [fn(s) for s in self.structures]
+            mapped = map(fn, self.structures)
         else:
-            values = list(self.executor.map(fn, self.structures, chunksize=self.chunksize))
+            mapped = self.executor.map(fn, self.structures, chunksize=self.chunksize)
+        if self.progress and self.structures:
+            from tqdm.auto import tqdm
+
+            desc = f"{self.label} {name}".strip()
+            mapped = tqdm(mapped, total=len(self.structures), desc=desc, unit="crystal")
+        values = list(mapped)
         self._cache[name] = values
         if path is not None:
             atomic_write_json(path, values, indent=None)
@@ -338,20 +353,15 @@ def _matcher(kwargs: dict | None):
     return StructureMatcher(**(kwargs or {}))
 
 
-def _by_formula(structures: Sequence[Any]) -> dict[str, list]:
-    groups: dict[str, list] = defaultdict(list)
-    for s in structures:
-        groups[s.composition.reduced_formula].append(s)
-    return groups
-
-
 def make_evaluators(*, n_samples: int = 1000, seed: int = 0, cov_cutoffs: tuple[float, float] | None = None,
                     comp_scaler: tuple[Sequence[float], Sequence[float]] | None = None,
-                    matcher_kwargs: dict | None = None) -> list:
+                    matcher_kwargs: dict | None = None, executor: Executor | None = None, progress: bool = False,
+                    match_stats: dict | None = None) -> list:
     """The crystal evaluators. Context keys: ``reference`` (test structures or CrystalBatch), ``train``
     (training structures), ``dataset`` (benchmark name for the COV cut-offs, unless ``cov_cutoffs`` given).
     ``comp_scaler=(means, stds)`` replaces the reference-set statistics for the composition fingerprints
-    (e.g. with CDVAE's ``CompScalerMeans/Stds`` to match its published numbers exactly)."""
+    (e.g. with CDVAE's ``CompScalerMeans/Stds`` to match its published numbers exactly). ``executor`` and
+    ``progress`` are used for novelty matching; ``match_stats`` (a dict) receives its pair counts."""
 
     @evaluator("crystal_validity")
     def validity(generated, context):
@@ -395,9 +405,10 @@ def make_evaluators(*, n_samples: int = 1000, seed: int = 0, cov_cutoffs: tuple[
         valid = batch.valid_structures
         if not valid:
             return {"unique": math.nan}
-        matcher = _matcher(matcher_kwargs)
-        n_groups = sum(len(matcher.group_structures(group)) for group in _by_formula(valid).values())
-        return {"unique": n_groups / len(valid)}
+        from crysgen.matching import group_structures
+
+        groups = group_structures(valid, _matcher(matcher_kwargs), executor=executor, progress=progress)
+        return {"unique": len(groups) / len(valid)}
 
     @evaluator("crystal_novelty", requires={"train"})
     def novelty(generated, context):
@@ -405,10 +416,11 @@ def make_evaluators(*, n_samples: int = 1000, seed: int = 0, cov_cutoffs: tuple[
         valid = batch.valid_structures
         if not valid:
             return {"novel": math.nan}
-        matcher = _matcher(matcher_kwargs)
-        train = _by_formula([s for s in CrystalBatch.of(context["train"]).structures if s is not None])
-        novel = [not any(matcher.fit(s, t) for t in train.get(s.composition.reduced_formula, ()))
-                 for s in valid]
+        from crysgen.matching import novel_flags
+
+        train = [s for s in CrystalBatch.of(context["train"]).structures if s is not None]
+        novel = novel_flags(valid, train, _matcher(matcher_kwargs), executor=executor, progress=progress,
+                            stats=match_stats)
         return {"novel": float(np.mean(novel))}
 
     @evaluator("crystal_space_groups")
@@ -420,7 +432,9 @@ def make_evaluators(*, n_samples: int = 1000, seed: int = 0, cov_cutoffs: tuple[
         out = {"sg_frac_p1": float(np.mean(groups == 1)), "sg_n_unique": float(len(set(groups.tolist())))}
         if context.get("reference") is not None:
             ref = CrystalBatch.of(context["reference"]).space_groups()
-            out["sg_tv_distance"] = _total_variation(groups, ref[ref >= 0])
+            ref = ref[ref >= 0]
+            out["sg_tv_distance"] = _total_variation(groups, ref)
+            out["sg_frac_p1_reference"] = float(np.mean(ref == 1)) if ref.size else math.nan
         return out
 
     return [validity, cov, wdist, uniqueness, novelty, space_groups]
@@ -432,32 +446,76 @@ def _total_variation(a: np.ndarray, b: np.ndarray) -> float:
     return 0.5 * sum(abs(pa[k] / len(a) - pb[k] / len(b)) for k in set(pa) | set(pb))
 
 
+def space_group_distribution(numbers: Iterable[int]) -> list[dict[str, Any]]:
+    """``[{"number", "symbol", "count", "fraction"}]`` of spglib space-group numbers (0: none found), most
+    frequent first."""
+    numbers = [int(n) for n in numbers if int(n) >= 0]
+    counts = Counter(numbers)
+    total = len(numbers)
+    return [{"number": number, "symbol": _space_group_symbol(number), "count": count,
+             "fraction": count / total}
+            for number, count in sorted(counts.items(), key=lambda item: (-item[1], item[0]))]
+
+
+@lru_cache(maxsize=256)
+def _space_group_symbol(number: int) -> str:
+    if number < 1:
+        return "none"
+    from pymatgen.symmetry.groups import SpaceGroup
+
+    return SpaceGroup.from_int_number(number).symbol
+
+
 def evaluate_crystals(generated: Iterable[Any], *, reference: Iterable[Any] | None = None,
                       train: Iterable[Any] | None = None, dataset: str | None = None,
                       executor: Executor | None = None, n_samples: int = 1000, seed: int = 0,
                       comp_scaler: tuple[Sequence[float], Sequence[float]] | None = None,
-                      matcher_kwargs: dict | None = None,
-                      reference_cache_dir: str | os.PathLike | None = None) -> dict:
-    """Run every crystal evaluator the inputs allow: ``{"metrics", "skipped", "protocol"}``.
+                      matcher_kwargs: dict | None = None, cov_cutoffs: tuple[float, float] | None = None,
+                      reference_cache_dir: str | os.PathLike | None = None, progress: bool = False) -> dict:
+    """Run every crystal evaluator the inputs allow: ``{"metrics", "skipped", "protocol", "space_groups"}``.
 
-    ``reference_cache_dir`` keeps the reference set's fingerprints and checks on disk between calls.
+    ``reference_cache_dir`` keeps the reference set's fingerprints and checks on disk between calls;
+    ``progress`` draws a bar for each quantity computed (fingerprints, checks, space groups, matching).
+    ``dataset`` names the COV cut-offs (a CDVAE benchmark); another name, without ``cov_cutoffs``, skips
+    coverage with the reason in ``skipped``.
     """
-    gen = CrystalBatch(generated, executor)
+    gen = CrystalBatch(generated, executor, progress=progress, label="generated")
+    cutoffs, cutoff_problem = cov_cutoffs, None
+    if cutoffs is None and dataset is not None:
+        try:
+            cutoffs = _cutoffs(dataset)
+        except ValueError as err:
+            cutoff_problem = f"{err}; pass cov_cutoffs (crysgen evaluate --cov-cutoffs STRUCT COMP)"
     context = {
-        "reference": None if reference is None else CrystalBatch(reference, executor, cache_dir=reference_cache_dir),
+        "reference": None if reference is None else CrystalBatch(reference, executor, cache_dir=reference_cache_dir,
+                                                                 progress=progress, label="reference"),
         "train": None if train is None else list(train),
         "dataset": dataset,
     }
+    match_stats: dict = {}
     evaluators = make_evaluators(n_samples=n_samples, seed=seed, comp_scaler=comp_scaler,
-                                 matcher_kwargs=matcher_kwargs)
+                                 matcher_kwargs=matcher_kwargs, cov_cutoffs=cutoffs, executor=executor,
+                                 progress=progress, match_stats=match_stats)
+    if cutoff_problem is not None:
+        evaluators = [ev for ev in evaluators if ev.name != "crystal_coverage"]
     report = run_evaluators(evaluators, gen, context)
+    skipped = dict(report.skipped)
+    if cutoff_problem is not None:
+        skipped["crystal_coverage"] = cutoff_problem
     protocol = {
         "n_generated": len(gen),
         "oxidation_states_set": OXIDATION_STATES_SET,
-        "cov_cutoffs": None if dataset is None else list(_cutoffs(dataset)),
+        "cov_cutoffs": None if cutoffs is None else list(cutoffs),
         "comp_fp_normalisation": "mean/std of the reference set" if comp_scaler is None else "given",
         "coverage_generated": "valid only",
         "wdist_n_samples": n_samples, "seed": seed, "spglib_symprec": SYMPREC,
         "structure_matcher": matcher_kwargs or "pymatgen defaults",
     }
-    return {"metrics": report.metrics, "skipped": report.skipped, "protocol": protocol}
+    if match_stats:
+        protocol["novelty_matching"] = match_stats
+    groups: dict[str, Any] = {"symprec": SYMPREC}
+    if "sg_frac_p1" in report.metrics and not math.isnan(report.metrics["sg_frac_p1"]):
+        groups["generated"] = space_group_distribution(gen.space_groups()[gen.valid])
+        if context["reference"] is not None:
+            groups["reference"] = space_group_distribution(context["reference"].space_groups())
+    return {"metrics": report.metrics, "skipped": skipped, "protocol": protocol, "space_groups": groups}

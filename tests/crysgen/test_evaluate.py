@@ -150,8 +150,12 @@ def test_evaluate_crystals_with_executor_records_protocol(reference_set):
     wide_run = run_evaluators(make_evaluators(cov_cutoffs=(0.2, 4.0), comp_scaler=wide), CrystalBatch(shifted),
                               {"reference": batch}).metrics
     assert wide_run["amcd_recall"] < 1e-3 < narrow_run["amcd_recall"]
-    with pytest.raises(ValueError, match="no COV cut-offs"):
-        evaluate_crystals(reference_set, reference=reference_set, dataset="qm9")
+    # a dataset that is no CDVAE benchmark: coverage is skipped and says why, unless cut-offs are given
+    unknown = evaluate_crystals(reference_set, reference=reference_set, dataset="my_carbon")
+    assert "no COV cut-offs for dataset 'my_carbon'" in unknown["skipped"]["crystal_coverage"]
+    assert "cov_recall" not in unknown["metrics"] and unknown["protocol"]["cov_cutoffs"] is None
+    given = evaluate_crystals(reference_set, reference=reference_set, dataset="my_carbon", cov_cutoffs=(0.3, 5.0))
+    assert given["metrics"]["cov_recall"] == 1 and given["protocol"]["cov_cutoffs"] == [0.3, 5.0]
 
 
 def test_disk_cache_round_trips_and_is_keyed_by_content(reference_set, tmp_path):
@@ -188,3 +192,37 @@ def _forbid_recompute(original):
         return original(name, fail)
 
     return guarded
+
+
+def test_space_group_distributions_and_p1_fractions():
+    from crysgen.testing import diamond, graphite, lonsdaleite, random_carbon
+
+    p1 = random_carbon(8, np.random.default_rng(0))
+    generated = [diamond(), diamond().get_primitive_structure(), graphite(), p1]
+    reference = [diamond(3.6), graphite(), lonsdaleite(), lonsdaleite(2.5)]
+    out = evaluate_crystals(generated, reference=reference, train=reference, dataset="carbon_24")
+    metrics = out["metrics"]
+    assert metrics["sg_frac_p1"] == 0.25 and metrics["sg_frac_p1_reference"] == 0.0
+    assert metrics["sg_n_unique"] == 3
+    groups = out["space_groups"]
+    assert groups["symprec"] == 0.1
+    assert groups["generated"][0] == {"number": 227, "symbol": "Fd-3m", "count": 2, "fraction": 0.5}
+    assert {g["symbol"] for g in groups["generated"]} == {"Fd-3m", "P6_3/mmc", "P1"}
+    assert groups["reference"] == [{"number": 194, "symbol": "P6_3/mmc", "count": 3, "fraction": 0.75},
+                                   {"number": 227, "symbol": "Fd-3m", "count": 1, "fraction": 0.25}]
+    # TV distance: generated {227: .5, 194: .25, 1: .25} vs reference {194: .75, 227: .25}
+    assert metrics["sg_tv_distance"] == pytest.approx(0.5)
+    # novelty: the two diamonds match diamond(3.6) (volumes are scaled), graphite matches, the P1 cell is new
+    assert metrics["novel"] == 0.25
+    assert out["protocol"]["novelty_matching"]["pairs"] == 16
+
+
+def test_progress_bars_while_computing_not_when_cached(reference_set, tmp_path, capsys):
+    batch = CrystalBatch(reference_set, cache_dir=tmp_path, progress=True, label="reference")
+    batch.fingerprints()
+    err = capsys.readouterr().err
+    assert "reference fingerprints" in err and "4/4" in err
+    CrystalBatch(reference_set, cache_dir=tmp_path, progress=True, label="reference").fingerprints()
+    assert capsys.readouterr().err == ""  # read from the cache: nothing to wait for
+    CrystalBatch(reference_set, progress=False).fingerprints()
+    assert capsys.readouterr().err == ""
