@@ -105,6 +105,9 @@ def add_sample_parser(subparsers: argparse._SubParsersAction) -> argparse.Argume
                         help="condition on a property value (raw units); repeat for several properties")
     parser.add_argument("--scale", type=float, default=1.0, help="classifier-free guidance scale (default 1)")
     parser.add_argument("--batch-size", type=int, default=256)
+    parser.add_argument("--symmetrize", type=_tolerance, default=None, metavar="TOL",
+                        help="symmetrise each decoded crystal: pymatgen's refined structure within TOL A (e.g. "
+                             "0.1); the decoded P1 cells go to OUT/unsymmetrized (default: off)")
     add_common_options(parser, data_dir=False)
     parser.set_defaults(handler=_sample)
     return parser
@@ -119,13 +122,28 @@ def _sample(args: argparse.Namespace) -> int:
     try:
         result = sample_crystals(args.checkpoint, args.num, steps=args.steps, guidance=_guidance(args.guidance),
                                  guidance_scale=args.scale, seed=args.seed, batch_size=args.batch_size,
-                                 device=resolve_device(args.device), progress=not args.no_progress)
+                                 device=resolve_device(args.device), progress=not args.no_progress,
+                                 symmetrize=args.symmetrize)
     except SamplingError as err:
         raise UserError(str(err)) from err
     csv_path = write_samples(result, args.out)
     print(f"{result.n_decoded}/{args.num} decoded crystals in {result.seconds:.1f} s "
           f"({result.nfe} denoiser evaluations each) -> {csv_path.parent}")
+    if result.symmetrized is not None:
+        done = sum(result.symmetrized)
+        print(f"symmetrised {done}/{result.n_decoded} within {args.symmetrize} A (decoded cells in "
+              f"{csv_path.parent / 'unsymmetrized'})")
     return 0
+
+
+def _tolerance(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a tolerance in A, got {text!r}") from None
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"the tolerance must be > 0 A, got {value}")
+    return value
 
 
 # --- evaluate -----------------------------------------------------------------------------------------------
@@ -164,11 +182,19 @@ def _read_source(args: argparse.Namespace):
 def add_evaluate_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
     parser = subparsers.add_parser("evaluate", help="CDVAE metrics of generated crystals against a dataset split")
     _add_source_options(parser)
-    parser.add_argument("--dataset", default="perov_5", help="benchmark (default perov_5)")
+    parser.add_argument("--dataset", default=None,
+                        help="the data to compare with: a benchmark name (perov_5, mp_20, carbon_24, or a folder "
+                             "in <data-dir>/crystals), a directory of split CSVs, or a CDVAE CSV (default: the "
+                             "dataset of the model, from SOURCE/sampling.json written by crysgen sample)")
     parser.add_argument("--reference", default="test", help="reference split for coverage/Wasserstein (test)")
-    parser.add_argument("--train-split", default="val",
-                        help="split the model was trained on, for novelty (default val: perov-5 here trains on val)")
-    parser.add_argument("--workers", type=int, default=1, help="processes for fingerprints (default 1)")
+    parser.add_argument("--train-split", default=None,
+                        help="split for novelty (default: the split the model was trained on, from "
+                             "sampling.json, else train; 'none' skips novelty)")
+    parser.add_argument("--cov-cutoffs", type=float, nargs=2, default=None, metavar=("STRUCT", "COMP"),
+                        help="COV fingerprint-distance cut-offs (default: CDVAE's for its benchmarks; another "
+                             "dataset gets no coverage without them)")
+    parser.add_argument("--workers", type=int, default=1,
+                        help="processes for fingerprints, checks and matching (default 1)")
     parser.add_argument("--out", default=None, help="write metrics JSON here (default SOURCE/metrics.json)")
     add_common_options(parser, device=False)
     parser.set_defaults(handler=_evaluate)
@@ -182,38 +208,132 @@ def _evaluate(args: argparse.Namespace) -> int:
     from crysgen.train import default_cache_dir
     from shared.io import atomic_write_json
 
+    if args.workers < 1:
+        raise UserError(f"--workers must be >= 1, got {args.workers}")
     read = _read_source(args)
+    choice = _evaluation_dataset(args)
+    print(f"dataset: {choice['dataset']} ({choice['origin']})", file=sys.stderr)
     cache = default_cache_dir()
-    reference = _reference_split(args, args.reference, cache)
-    train = _reference_split(args, args.train_split, cache) if args.train_split else None
+    reference, ref_path = _reference_split(args, choice["dataset"], args.reference, cache)
+    train, train_path = None, None
+    if choice["train_split"] is not None:
+        train, train_path = _reference_split(args, choice["dataset"], choice["train_split"], cache)
+    progress = not args.no_progress
     pool = ProcessPoolExecutor(args.workers) if args.workers > 1 else None
     try:
-        report = evaluate_crystals(read.structures, reference=reference, train=train, dataset=args.dataset,
-                                   executor=pool, seed=args.seed, reference_cache_dir=cache / "fingerprints")
+        report = evaluate_crystals(read.structures, reference=reference, train=train, dataset=choice["name"],
+                                   executor=pool, seed=args.seed, reference_cache_dir=cache / "fingerprints",
+                                   cov_cutoffs=tuple(args.cov_cutoffs) if args.cov_cutoffs else None,
+                                   progress=progress)
     finally:
         if pool is not None:
             pool.shutdown()
-    report["protocol"].update(reference_split=args.reference, train_split=args.train_split)
+    report["protocol"].update(dataset=choice["dataset"], dataset_from=choice["origin"],
+                              reference_split=args.reference, reference_csv=ref_path,
+                              train_split=choice["train_split"], train_csv=train_path)
     report["unreadable"] = [skipped.to_dict() for skipped in read.skipped]
     source = Path(args.source)
     out = Path(args.out) if args.out else (source if source.is_dir() else source.parent) / "metrics.json"
     atomic_write_json(out, report)
     for name, value in report["metrics"].items():
         print(f"{name}: {value:.4f}" if isinstance(value, float) else f"{name}: {value}")
+    for name, reason in report["skipped"].items():
+        print(f"skipped {name}: {reason}")
+    for side in ("generated", "reference"):
+        rows = report["space_groups"].get(side)
+        if rows:
+            shown = ", ".join(f"{r['symbol']} ({r['number']}) {r['fraction']:.1%}" for r in rows[:_SHOWN_GROUPS])
+            more = f", and {len(rows) - _SHOWN_GROUPS} more" if len(rows) > _SHOWN_GROUPS else ""
+            print(f"space groups, {side}: {shown}{more}")
     print(f"-> {out}")
     return 0
 
 
-def _reference_split(args: argparse.Namespace, split: str, cache: Path) -> list:
-    """A benchmark split's structures; rows its CIFs could not be parsed from are left out, and said so."""
+_SHOWN_GROUPS = 5
+
+
+def _evaluation_dataset(args: argparse.Namespace) -> dict:
+    """Which dataset to evaluate against (``--dataset``, else the model's from the samples' sampling.json) and
+    which split holds the model's training data; a clear error when neither says."""
+    from crysgen.data import resolve_dataset
+    from crysgen.io import sample_metadata
+
+    meta = sample_metadata(args.source)
+    trained = (meta or {}).get("training_data") or {}
+    wanted_train = None if args.train_split is None else (None if args.train_split.lower() == "none"
+                                                          else args.train_split)
+    if args.dataset:
+        dataset, origin = args.dataset, "--dataset"
+        same = bool(trained) and _same_source(args.dataset, trained, args.data_dir)
+        model_split = trained.get("split") if same else None
+    else:
+        if not trained:
+            where = f"{meta['path']} has no training_data" if meta else \
+                f"{args.source} holds no sampling.json from crysgen sample"
+            raise UserError(f"which dataset do these crystals belong to? {where}: pass --dataset NAME or PATH "
+                            f"(a benchmark name such as perov_5 with --data-dir, a directory of split CSVs, "
+                            f"or a CDVAE CSV)")
+        dataset, problems = None, []
+        for candidate in _trained_candidates(trained):
+            try:
+                resolve_dataset(candidate, args.reference, args.data_dir)
+            except (FileNotFoundError, ValueError) as err:
+                problems.append(str(err))
+                continue
+            dataset = candidate
+            break
+        if dataset is None:
+            raise UserError(f"the model of these samples was trained on {trained.get('dataset')} "
+                            f"({trained.get('source')}), whose {args.reference} split is not found here "
+                            f"({problems[-1] if problems else 'no candidates'}); pass --dataset and/or --data-dir")
+        origin = f"the model's training data, from {meta['path']}"
+        model_split = trained.get("split")
+    name = resolve_dataset(dataset, args.reference, args.data_dir).name
+    if args.train_split is not None:
+        train_split = wanted_train
+    elif model_split is not None:
+        train_split = model_split
+    else:
+        train_split = "train"
+        try:
+            resolve_dataset(dataset, train_split, args.data_dir)
+        except (FileNotFoundError, ValueError):
+            print(f"note: {dataset} has no train split: novelty is not computed (pass --train-split SPLIT)",
+                  file=sys.stderr)
+            train_split = None
+    return {"dataset": dataset, "name": name, "origin": origin, "train_split": train_split}
+
+
+def _trained_candidates(trained: dict) -> list[str]:
+    """Where the training dataset may be found: as configured (a name, or a path), then the folder of the CSV
+    it was read from."""
+    out = [str(trained["dataset"])] if trained.get("dataset") else []
+    if trained.get("source"):
+        out.append(str(Path(trained["source"]).parent))
+    return out
+
+
+def _same_source(dataset: str, trained: dict, data_dir) -> bool:
+    from crysgen.data import resolve_dataset
+
+    if not trained.get("source") or not trained.get("split"):
+        return dataset == trained.get("dataset")
+    try:
+        return resolve_dataset(dataset, trained["split"], data_dir).path == Path(trained["source"]).resolve()
+    except (FileNotFoundError, ValueError):
+        return False
+
+
+def _reference_split(args: argparse.Namespace, dataset: str, split: str, cache: Path) -> tuple[list, str]:
+    """A dataset split's structures and CSV; rows its CIFs could not be parsed from are left out, and said so."""
     from crysgen.data import load_dataset
 
-    dataset = load_dataset(args.dataset, split, args.data_dir, cache_dir=cache)
-    if dataset.errors:
-        first = dataset.errors[0]
-        print(f"note: {args.dataset} {split}: {len(dataset.errors)} row(s) could not be parsed and are left out "
+    loaded = load_dataset(dataset, split, args.data_dir, cache_dir=cache)
+    if loaded.errors:
+        first = loaded.errors[0]
+        print(f"note: {dataset} {split}: {len(loaded.errors)} row(s) could not be parsed and are left out "
               f"(first: row {first.row + 1} {first.material_id}: {first.reason[:120]})", file=sys.stderr)
-    return dataset.structures
+    return loaded.structures, loaded.source
 
 
 # --- relax --------------------------------------------------------------------------------------------------

@@ -373,7 +373,12 @@ def make_evaluators(*, n_samples: int = 1000, seed: int = 0, cov_cutoffs: tuple[
     def cov(generated, context):
         batch, ref = CrystalBatch.of(generated), CrystalBatch.of(context["reference"])
         struct_cutoff, comp_cutoff = cov_cutoffs or _cutoffs(context["dataset"])
-        g_struct, g_comp, g_ok = batch.fingerprints()
+        if not batch.valid.any():  # nothing to cover with (e.g. a barely trained model): no fingerprints needed
+            return {"cov_recall": 0.0, "cov_precision": 0.0}
+        try:
+            g_struct, g_comp, g_ok = batch.fingerprints()
+        except ValueError:  # no generated crystal has a fingerprint
+            return {"cov_recall": 0.0, "cov_precision": 0.0}
         r_struct, r_comp, r_ok = ref.fingerprints()
         keep = g_ok & batch.valid
         r_struct, r_comp = r_struct[r_ok], r_comp[r_ok]

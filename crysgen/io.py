@@ -20,7 +20,7 @@ from typing import Any
 
 from shared.io import UnreadableRecord
 
-__all__ = ["SkippedStructure", "StructureSet", "read_structures", "parse_cif_text"]
+__all__ = ["SkippedStructure", "StructureSet", "read_structures", "parse_cif_text", "sample_metadata"]
 
 _SUMMARY_COLUMNS = {"index", "decoded"}
 
@@ -78,6 +78,22 @@ def read_structures(source: str | os.PathLike, *, on_error: str = "raise") -> St
         shown = "; ".join(str(s) for s in result.skipped[:3])
         raise ValueError(f"{path}: no readable structure ({shown})")
     return result
+
+
+def sample_metadata(source: str | os.PathLike) -> dict | None:
+    """The ``sampling.json`` that ``crysgen sample`` wrote next to ``source`` (a sample directory or its
+    summary.csv), with ``path`` added; None when there is none or it is not a JSON object."""
+    import json
+
+    path = Path(source).expanduser()
+    folder = path if path.is_dir() else path.parent if path.name == "summary.csv" else None
+    if folder is None or not (folder / "sampling.json").is_file():
+        return None
+    try:
+        meta = json.loads((folder / "sampling.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    return {**meta, "path": str(folder / "sampling.json")} if isinstance(meta, dict) else None
 
 
 def parse_cif_text(text: str):

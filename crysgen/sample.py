@@ -1,4 +1,10 @@
-"""Generate crystals from a crysgen checkpoint: EDM sampling -> unscale -> decode -> CIFs + CSV summary."""
+"""Generate crystals from a crysgen checkpoint: EDM sampling -> unscale -> decode -> (symmetrise) -> CIFs + CSV.
+
+``sampling.json`` records the settings and ``training_data`` (the dataset, split and CSV the model was trained
+on, from the checkpoint), so that ``crysgen evaluate`` knows what to compare the samples with. Symmetrisation
+(``symmetrize=TOL``, off by default) replaces each decoded P1 cell by its refined structure at that tolerance
+(``crysgen.symmetry``); the decoded cells are then kept in ``unsymmetrized/``.
+"""
 
 from __future__ import annotations
 
@@ -28,6 +34,8 @@ class SampleResult:
     nfe: int  # denoiser evaluations per sample
     seconds: float
     settings: dict[str, Any] = field(default_factory=dict)
+    unsymmetrized: list | None = None  # the decoded structures, when ``structures`` are symmetrised
+    symmetrized: list[bool] | None = None  # per sample: symmetrised (False: kept as decoded)
 
     @property
     def n_decoded(self) -> int:
@@ -37,12 +45,16 @@ class SampleResult:
 def sample_crystals(checkpoint: str | os.PathLike | CrystalModel | None = None, n: int = 100, *,
                     steps: int | None = None, guidance: dict[str, float] | None = None,
                     guidance_scale: float = 1.0, seed: int = 0, batch_size: int = 256,
-                    device: str | torch.device = "cpu", progress: bool = False) -> SampleResult:
+                    device: str | torch.device = "cpu", progress: bool = False,
+                    symmetrize: float | None = None) -> SampleResult:
     """``n`` crystals from ``checkpoint`` (default: the embedded perov-5 model).
 
     ``guidance={"heat_ref": -0.5}`` conditions on raw property values (normalised with the checkpoint's
     statistics) using classifier-free guidance with ``guidance_scale`` (1: conditional model, 0: unconditional).
+    ``symmetrize``: tolerance in A for symmetrising the decoded crystals (None, the default: no symmetrisation).
     """
+    if symmetrize is not None and symmetrize <= 0:
+        raise ValueError(f"symmetrize must be a tolerance > 0 A, got {symmetrize}")
     model = checkpoint if isinstance(checkpoint, CrystalModel) else load_model(checkpoint, device)
     device = next(model.denoiser.parameters()).device
     cond = model.normalise_condition(guidance) if guidance else None
@@ -53,15 +65,37 @@ def sample_crystals(checkpoint: str | os.PathLike | CrystalModel | None = None, 
                           device=device, progress=progress)
     matrices = model.scaler.inverse_transform(out.samples.double().cpu()).numpy()
     structures = model.encoder.decode_many(matrices)
+    unsymmetrized = done = None
+    if symmetrize is not None:
+        from crysgen.symmetry import symmetrize_structures
+
+        unsymmetrized = structures
+        structures, done = symmetrize_structures(structures, symmetrize)
     seconds = time.perf_counter() - start
     settings = {"checkpoint": str(model.path), "n": n, "steps": steps or model.config.diffusion.steps,
                 "guidance": guidance or {}, "guidance_scale": guidance_scale if guidance else None, "seed": seed,
-                "batch_size": batch_size, "device": str(device), "nfe": out.nfe, "seconds": seconds}
-    return SampleResult(structures, matrices, out.nfe, seconds, settings)
+                "batch_size": batch_size, "device": str(device), "nfe": out.nfe, "seconds": seconds,
+                "symmetrize": symmetrize, "training_data": training_data(model)}
+    return SampleResult(structures, matrices, out.nfe, seconds, settings, unsymmetrized, done)
 
 
-def summary_rows(structures: list, validity: bool = True) -> list[dict[str, Any]]:
-    """One row per sample: formula, n_sites, volume, density and (optionally) CDVAE validity flags."""
+def training_data(model: CrystalModel) -> dict[str, Any]:
+    """What the model was trained on: ``dataset`` (as configured: a name or a path), ``name``, ``split`` and
+    ``source`` (the CSV's absolute path when it was trained), from the checkpoint's metadata."""
+    data = dict(model.meta.get("data") or {})
+    out = {"dataset": data.get("dataset", model.config.data.dataset),
+           "split": data.get("split", model.config.data.split), "source": data.get("source")}
+    if data.get("name"):
+        out["name"] = data["name"]
+    return out
+
+
+def summary_rows(structures: list, validity: bool = True, symmetrized: list[bool] | None = None
+                 ) -> list[dict[str, Any]]:
+    """One row per sample: formula, n_sites, volume, density, space group (spglib, symprec 0.1), whether it
+    was symmetrised (when ``symmetrized`` is given) and (optionally) CDVAE validity flags."""
+    from crysgen.symmetry import space_group_number
+
     if validity:
         from crysgen.evaluate import composition_validity, structure_validity
     rows = []
@@ -69,7 +103,9 @@ def summary_rows(structures: list, validity: bool = True) -> list[dict[str, Any]
         row: dict[str, Any] = {"index": index, "decoded": s is not None}
         if s is not None:
             row.update(formula=s.composition.reduced_formula, n_sites=len(s), volume=round(s.volume, 4),
-                       density=round(float(s.density), 4))
+                       density=round(float(s.density), 4), space_group=space_group_number(s))
+            if symmetrized is not None:
+                row["symmetrized"] = symmetrized[index]
             if validity:
                 row.update(struct_valid=structure_validity(s), comp_valid=composition_validity(s.composition))
         rows.append(row)
@@ -77,11 +113,15 @@ def summary_rows(structures: list, validity: bool = True) -> list[dict[str, Any]
 
 
 def write_samples(result: SampleResult, out_dir: str | os.PathLike, validity: bool = True) -> Path:
-    """CIFs (``sample_00000.cif``...), ``summary.csv`` and ``sampling.json`` in ``out_dir``; returns the CSV."""
+    """CIFs (``sample_00000.cif``...), ``summary.csv`` and ``sampling.json`` in ``out_dir`` (and the decoded
+    cells in ``unsymmetrized/`` when the samples were symmetrised); returns the CSV."""
     out_dir = Path(out_dir)
     write_cifs(result.structures, out_dir)
-    rows = summary_rows(result.structures, validity)
-    columns = ["index", "decoded", "formula", "n_sites", "volume", "density"]
+    if result.unsymmetrized is not None:
+        write_cifs(result.unsymmetrized, out_dir / "unsymmetrized")
+    rows = summary_rows(result.structures, validity, result.symmetrized)
+    columns = ["index", "decoded", "formula", "n_sites", "volume", "density", "space_group"]
+    columns += ["symmetrized"] if result.symmetrized is not None else []
     columns += ["struct_valid", "comp_valid"] if validity else []
     buffer = io.StringIO()
     writer = csv.DictWriter(buffer, fieldnames=columns, restval="")

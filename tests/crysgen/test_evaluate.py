@@ -226,3 +226,10 @@ def test_progress_bars_while_computing_not_when_cached(reference_set, tmp_path, 
     assert capsys.readouterr().err == ""  # read from the cache: nothing to wait for
     CrystalBatch(reference_set, progress=False).fingerprints()
     assert capsys.readouterr().err == ""
+
+
+def test_no_valid_generated_crystal_gives_zero_coverage_not_an_error(reference_set):
+    too_close = Structure(Lattice.cubic(5.0), ["Na", "Cl"], [[0, 0, 0], [0.06, 0, 0]])
+    out = evaluate_crystals([None, too_close], reference=reference_set, dataset="perov_5")
+    assert out["metrics"]["valid"] == 0
+    assert out["metrics"]["cov_recall"] == 0 and out["metrics"]["cov_precision"] == 0

@@ -32,6 +32,14 @@ def write_carbon_dataset(folder, seed: int = 0):
     return folder
 
 
+@pytest.fixture(scope="module", autouse=True)
+def private_home(tmp_path_factory):
+    """Parsed-CSV and fingerprint caches (~/.cache/scoregen) go to a temporary home, not the user's."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("HOME", str(tmp_path_factory.mktemp("home")))
+        yield
+
+
 @pytest.fixture(scope="module")
 def data_dir(tmp_path_factory):
     """A data directory with crystals/carbon_24/{train,val,test}.csv (the real carbon-24 is not available here)."""
@@ -192,3 +200,86 @@ def test_a_directory_that_is_not_a_run_is_not_cleared(data_dir, tmp_path, capsys
                  "--no-progress"]) == 2
     assert "is not a crysgen run directory" in capsys.readouterr().err
     assert (run / "config.yaml").read_text() == "something: else\n"
+
+
+# --- crysgen evaluate knows the dataset of the samples ------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def carbon_samples(data_dir, tmp_path_factory):
+    """A tiny carbon model (trained on val via --split) and 6 samples of it."""
+    root = tmp_path_factory.mktemp("carbon_samples")
+    assert main(["train", "carbon24", *TINY, "--split", "val", "--run-dir", str(root / "run"), "--data-dir",
+                 str(data_dir), "--device", "cpu", "--no-progress"]) == 0
+    assert main(["sample", str(root / "run"), "-n", "6", "--steps", "3", "--out", str(root / "samples"),
+                 "--no-progress"]) == 0
+    return root
+
+
+def test_sample_records_the_training_data(carbon_samples, data_dir):
+    settings = json.loads((carbon_samples / "samples" / "sampling.json").read_text())
+    assert settings["training_data"] == {"dataset": "carbon_24", "name": "carbon_24", "split": "val",
+                                         "source": str((data_dir / "crystals/carbon_24/val.csv").resolve())}
+    assert settings["symmetrize"] is None  # off by default
+
+
+@pytest.mark.parametrize("with_data_dir", [True, False])
+def test_evaluate_infers_the_dataset_and_training_split(carbon_samples, data_dir, tmp_path, monkeypatch, capsys,
+                                                        with_data_dir):
+    monkeypatch.setenv("HOME", str(tmp_path))  # fingerprint cache
+    monkeypatch.delenv("SCOREGEN_DATA", raising=False)
+    samples = carbon_samples / "samples"
+    out = tmp_path / "metrics.json"
+    extra = ["--data-dir", str(data_dir)] if with_data_dir else []  # without: found next to the training CSV
+    assert main(["evaluate", str(samples), "--out", str(out), "--no-progress", *extra]) == 0
+    err = capsys.readouterr().err
+    assert f"dataset: {'carbon_24' if with_data_dir else data_dir / 'crystals' / 'carbon_24'} (the model's " \
+           f"training data, from {samples / 'sampling.json'})" in err
+    protocol = json.loads(out.read_text())["protocol"]
+    folder = (data_dir / "crystals" / "carbon_24").resolve()
+    assert protocol["reference_csv"] == str(folder / "test.csv")
+    assert protocol["train_split"] == "val" and protocol["train_csv"] == str(folder / "val.csv")  # not perov_5
+    assert protocol["cov_cutoffs"] == [0.2, 4.0]  # carbon-24's
+
+
+def test_evaluate_of_crystals_without_metadata_needs_the_dataset(data_dir, tmp_path, monkeypatch, capsys):
+    from crysgen.representation import write_cifs
+
+    monkeypatch.setenv("HOME", str(tmp_path))
+    folder = tmp_path / "cifs"
+    write_cifs(carbon_set(3, seed=9), folder)
+    assert main(["evaluate", str(folder), "--no-progress"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "which dataset do these crystals belong to?" in err
+    assert "holds no sampling.json" in err and "pass --dataset" in err
+    # named explicitly: the training split defaults to train (it exists here); --train-split none skips novelty
+    dataset = str(data_dir / "crystals" / "carbon_24")
+    assert main(["evaluate", str(folder), "--dataset", dataset, "--no-progress"]) == 0
+    report = json.loads((folder / "metrics.json").read_text())
+    assert report["protocol"]["train_split"] == "train" and "novel" in report["metrics"]
+    assert report["protocol"]["dataset_from"] == "--dataset"
+    assert main(["evaluate", str(folder), "--dataset", dataset, "--train-split", "none", "--no-progress"]) == 0
+    report = json.loads((folder / "metrics.json").read_text())
+    assert report["protocol"]["train_split"] is None and report["skipped"]["crystal_novelty"]
+    capsys.readouterr()
+    # a dataset without COV cut-offs: coverage is skipped and says why; --cov-cutoffs gives it
+    mine = write_carbon_dataset(tmp_path / "my_carbon")
+    assert main(["evaluate", str(folder), "--dataset", str(mine), "--no-progress"]) == 0
+    out = capsys.readouterr().out
+    assert "skipped crystal_coverage: no COV cut-offs for dataset 'my_carbon'" in out
+    assert main(["evaluate", str(folder), "--dataset", str(mine), "--cov-cutoffs", "0.2", "4", "--no-progress"]) == 0
+    assert "cov_recall: " in capsys.readouterr().out
+
+
+def test_evaluate_prints_progress_unless_told_not_to(data_dir, tmp_path, monkeypatch, capsys):
+    from crysgen.representation import write_cifs
+
+    monkeypatch.setenv("HOME", str(tmp_path))
+    folder = tmp_path / "cifs"
+    write_cifs(carbon_set(3, seed=9), folder)
+    dataset = str(data_dir / "crystals" / "carbon_24")
+    assert main(["evaluate", str(folder), "--dataset", dataset, "--workers", "2"]) == 0
+    err = capsys.readouterr().err
+    assert "reference fingerprints" in err and "novelty" in err  # bars for the reference set and the matching
+    assert main(["evaluate", str(folder), "--dataset", dataset]) == 0
+    assert "reference fingerprints" not in capsys.readouterr().err  # now read from the cache
