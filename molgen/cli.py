@@ -37,6 +37,9 @@ def add_evaluate_parser(subparsers: argparse._SubParsersAction) -> argparse.Argu
                              "(its train split)")
     _add_skip_unreadable(parser)
     add_common_options(parser, device=False, seed=False, data_dir=False)
+    parser.add_argument("--plots", default=None,
+                        help="write figures (PNG) into this folder: atoms per molecule, element mix, bond lengths "
+                             "(against QM9 test molecules when --reference is a prepared QM9 .pt)")
     parser.set_defaults(handler=_evaluate)
     return parser
 
@@ -81,6 +84,8 @@ def _evaluate(args: argparse.Namespace) -> int:
               "skipped_records": [skipped.to_dict() for skipped in read.skipped],  # "skipped": evaluators
               "xyz_bond_orders_not_perceived": int(sum(not ok for ok in read.bonds_perceived)),
               **report.to_dict()}
+    if args.plots:
+        record["plots"] = [str(p) for p in _evaluation_plots(read.mols, args)]
     atomic_write_json(out, record)
     width = max(len(name) for name in report.metrics) if report.metrics else 10
     print(f"{len(read)} molecules from {read.path}" + (f" ({len(read.skipped)} skipped)" if read.skipped else ""))
@@ -90,6 +95,33 @@ def _evaluate(args: argparse.Namespace) -> int:
         print(f"{name:<{width}}  skipped: {why}")
     print(f"wrote {out}")
     return 0
+
+
+def _evaluation_plots(mols: list, args: argparse.Namespace) -> list:
+    """Atoms per molecule, element mix and bonded distances; against QM9 molecules when --reference is a .pt."""
+    import numpy as np
+
+    from shared.plots import bar_comparison, histogram_comparison
+
+    sets = {f"{Path(args.file).name}": mols}
+    if args.reference and args.reference.endswith(".pt"):
+        from molgen.data import QM9Dataset
+
+        reference = QM9Dataset(args.reference, "test")
+        picks = np.random.default_rng(0).choice(len(reference), size=min(2000, len(reference)), replace=False)
+        sets["QM9 test (2,000)"] = [reference.to_mol(int(i)) for i in picks]
+    sizes, elements, lengths = {}, {}, {}
+    for label, group in sets.items():
+        sizes[label] = [m.GetNumAtoms() for m in group]
+        symbols = [a.GetSymbol() for m in group for a in m.GetAtoms()]
+        elements[label] = {e: symbols.count(e) / max(len(symbols), 1) for e in sorted(set(symbols))}
+        lengths[label] = [float(np.linalg.norm(pos[b.GetBeginAtomIdx()] - pos[b.GetEndAtomIdx()]))
+                          for m in group if m.GetNumConformers()
+                          for pos in [m.GetConformer().GetPositions()] for b in m.GetBonds()]
+    out = Path(args.plots)
+    return [histogram_comparison(sizes, "atoms per molecule (with H)", out / "atoms.png", discrete=True),
+            bar_comparison(elements, "fraction of atoms", out / "elements.png", title="element mix"),
+            histogram_comparison(lengths, "bond length (Angstrom)", out / "bond_lengths.png", bins=60)]
 
 
 def _reference_smiles(source: str) -> list[str]:

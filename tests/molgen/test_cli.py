@@ -39,6 +39,15 @@ def test_evaluate_prints_the_table_and_writes_json_next_to_the_file(tmp_path, ca
     assert "property_mae" in record["skipped"]
 
 
+def test_evaluate_plots(tmp_path):
+    path = write_sdf(tmp_path / "gen.sdf", ["CCO", "c1ccncc1", "CC(=O)N"])
+    assert main(["evaluate", str(path), "--plots", str(tmp_path / "figs")]) == 0
+    for name in ("atoms.png", "elements.png", "bond_lengths.png"):
+        assert (tmp_path / "figs" / name).stat().st_size > 2000, name
+    record = json.loads((tmp_path / "gen.metrics.json").read_text())
+    assert len(record["plots"]) == 3
+
+
 def test_evaluate_errors_are_one_line(tmp_path, capsys):
     path = write_sdf(tmp_path / "cl.sdf", ["CCl"])
     assert main(["evaluate", str(path)]) == 2
