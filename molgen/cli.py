@@ -305,13 +305,14 @@ def _train(args: argparse.Namespace) -> int:
         print(yaml.safe_dump(config_to_dict(config), sort_keys=False).rstrip())
         print(f"parameters: {build_generator(config.model).num_parameters():,}")
         return 0
-    run_dir = args.run_dir
-    if run_dir is None:
-        digest = hashlib.sha256(repr(config_to_dict(config)).encode()).hexdigest()[:8]
-        run_dir = Path("runs") / f"{time.strftime('%Y%m%d')}-molgen-{Path(args.config).stem}-{digest}"
     # a no-op without torchrun; with it, one process group for all ranks (gloo unless training on CUDA)
     distributed.init("nccl" if config.trainer.device.startswith("cuda") else "gloo")
     try:
+        run_dir = args.run_dir
+        if run_dir is None:  # rank 0 names it (the date may differ between ranks at midnight)
+            digest = hashlib.sha256(repr(config_to_dict(config)).encode()).hexdigest()[:8]
+            run_dir = Path("runs") / f"{time.strftime('%Y%m%d')}-molgen-{Path(args.config).stem}-{digest}"
+        run_dir = distributed.broadcast_object(str(run_dir))
         path = train_generator(config, run_dir, steps=args.steps)
         main_rank = distributed.is_main()
     finally:
