@@ -122,6 +122,9 @@ def package_generator(model_path: str | os.PathLike, manifest: dict, qm9: str | 
         half = QM9Dataset(qm9, meta.get("split", "train_generator"))
         meta["ood_margin"] = {p: float(half.property(p).quantile(0.99) - half.property(p).median())
                               for p in payload["model_config"]["conditioning"]["properties"]}
+    train_config = meta.get("train_config") or {}
+    if train_config.get("data"):  # shipped files name the data, not the build machine's path to it
+        train_config["data"] = f"prepared QM9 ({Path(train_config['data']).name}, molgen.data.prepare_qm9)"
     path = atomic_torch_save(payload, Path(folder) / GENERATOR_FILE)
     atomic_write_json(Path(folder) / "generator_manifest.json",
                       {**manifest, "file": GENERATOR_FILE, "size_bytes": path.stat().st_size,

@@ -74,3 +74,11 @@ def test_manifest_names_no_machine_path(manifest):
 ])
 def test_machine_path_detection(text, bad):
     assert bool(machine_paths(text)) is bad
+
+
+def test_shipped_generator_metadata_names_no_machine_path():
+    import torch
+
+    payload = torch.load(ROOT / "molgen" / "pretrained" / "generator.pt", weights_only=True, map_location="cpu")
+    offenders = {where: machine_paths(text) for where, text in _strings(payload["metadata"]) if machine_paths(text)}
+    assert not offenders, f"molgen/pretrained/generator.pt metadata names build-machine paths: {offenders}"
