@@ -7,6 +7,7 @@ cells with a minimum interatomic distance.
 from __future__ import annotations
 
 import itertools
+from functools import lru_cache
 
 import numpy as np
 
@@ -16,24 +17,27 @@ __all__ = ["POLYMORPHS", "carbon_set", "diamond", "graphite", "lonsdaleite", "pe
 
 def diamond(a: float = 3.567):
     """Conventional diamond cell, 8 atoms, Fd-3m (227)."""
-    from pymatgen.core import Lattice, Structure
-
-    return Structure.from_spacegroup("Fd-3m", Lattice.cubic(a), ["C"], [[0, 0, 0]])
+    return _from_spacegroup("Fd-3m", ("cubic", a), ("C",), ((0, 0, 0),)).copy()
 
 
 def graphite(a: float = 2.464, c: float = 6.711):
     """Hexagonal (AB) graphite, 4 atoms, P6_3/mmc (194)."""
-    from pymatgen.core import Lattice, Structure
-
-    return Structure.from_spacegroup("P6_3/mmc", Lattice.hexagonal(a, c), ["C", "C"],
-                                     [[0, 0, 0.25], [1 / 3, 2 / 3, 0.25]])
+    return _from_spacegroup("P6_3/mmc", ("hexagonal", a, c), ("C", "C"), ((0, 0, 0.25), (1 / 3, 2 / 3, 0.25))).copy()
 
 
 def lonsdaleite(a: float = 2.522, c: float = 4.119):
     """Hexagonal diamond, 4 atoms, P6_3/mmc (194)."""
+    return _from_spacegroup("P6_3/mmc", ("hexagonal", a, c), ("C",), ((1 / 3, 2 / 3, 0.0625),)).copy()
+
+
+@lru_cache(maxsize=64)
+def _from_spacegroup(group: str, lattice: tuple, species: tuple, coords: tuple):
+    """``Structure.from_spacegroup``, cached (building pymatgen's SpaceGroup takes ~0.4 s)."""
     from pymatgen.core import Lattice, Structure
 
-    return Structure.from_spacegroup("P6_3/mmc", Lattice.hexagonal(a, c), ["C"], [[1 / 3, 2 / 3, 0.0625]])
+    kind, *params = lattice
+    return Structure.from_spacegroup(group, getattr(Lattice, kind)(*params), list(species),
+                                     [list(c) for c in coords])
 
 
 POLYMORPHS = {"diamond": diamond, "graphite": graphite, "lonsdaleite": lonsdaleite}
@@ -79,11 +83,8 @@ def carbon_set(n: int, seed: int = 0, min_sites: int = 6, max_sites: int = 24, s
     options = supercell_options(min_sites, max_sites)
     if not options:
         raise ValueError(f"no polymorph supercell has {min_sites}..{max_sites} atoms")
-    out = []
-    for index in range(n):
-        name, scale = options[index % len(options)]
-        out.append(perturbed(_base(name).make_supercell(scale, in_place=False), rng, sigma, strain))
-    return out
+    cells = {option: _base(option[0]).make_supercell(option[1], in_place=False) for option in options}
+    return [perturbed(cells[options[index % len(options)]], rng, sigma, strain) for index in range(n)]
 
 
 def random_carbon(n_sites: int, rng: np.random.Generator, volume_per_atom: tuple[float, float] = (8.0, 11.0),

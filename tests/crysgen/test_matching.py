@@ -106,8 +106,10 @@ def test_novelty_and_uniqueness_equal_brute_force(sets, name):
     passes = same_key & np.array([[flt.candidates(g, [t]) == [0] for t in train_r] for g in gen_r])
     assert not (fits & ~passes).any()
     assert stats["pairs"] == fits.size
+    assert stats["fit_calls"] <= stats["pairs_after_filters"] <= stats["pairs_same_key"] <= stats["pairs"]
     if flt.site_count:
-        assert stats["pairs_after_key"] < 0.5 * stats["pairs"]
+        assert stats["pairs_same_key"] < 0.5 * stats["pairs"]
+        assert stats["pairs_after_filters"] < stats["pairs_same_key"]
         assert passes.sum() < same_key.sum()  # the lattice (and volume) tests reject pairs of the same key
 
     ours = group_structures(generated, matcher)
