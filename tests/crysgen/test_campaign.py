@@ -1,0 +1,52 @@
+"""crysgen campaigns on the embedded perov-5 model: filters, CHGNet ranking, outputs, resume, spec errors."""
+
+import csv
+import importlib.util
+
+import pytest
+
+from crysgen.campaign import CrysgenCampaign
+from shared.campaign import CampaignSpec, run_campaign
+
+
+def _spec(**changes):
+    base = dict(target={"heat_ref": -0.5}, n_candidates=6, batch_size=3, steps=30,
+                filters={"valid": True, "unique": True, "max_sites": 10}, verify=["chgnet"],
+                rank_by="chgnet:energy_per_atom", top_k=2, executor="serial")
+    base.update(changes)
+    return CampaignSpec(**base)
+
+
+@pytest.mark.skipif(importlib.util.find_spec("chgnet") is None, reason="chgnet not installed")
+def test_campaign_ranks_crystals_by_chgnet_energy_and_resumes(tmp_path):
+    result = run_campaign(CrysgenCampaign(), _spec(), tmp_path / "c", progress=False)
+    with open(tmp_path / "c" / "candidates.csv", newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    assert len(rows) == 6 and {"formula", "spacegroup", "filter_valid", "chgnet_energy_per_atom_eV"} <= set(rows[0])
+    ranked = sorted((int(r["rank"]), float(r["chgnet_energy_per_atom_eV"])) for r in rows if r["rank"])
+    assert ranked and [e for _, e in ranked] == sorted(e for _, e in ranked)
+    cifs = sorted((tmp_path / "c" / "top_k").glob("*.cif"))
+    assert len(cifs) == len(result.top) == min(2, len(ranked))
+    from pymatgen.core import Structure
+
+    assert Structure.from_file(str(cifs[0])).composition.reduced_formula == result.top[0]["values"]["formula"]
+    for name in ("funnel.png", "energy_chgnet.png", "spacegroups.png", "report.md"):
+        assert (tmp_path / "c" / name).stat().st_size > 200, name
+    assert result.top[0]["values"]["formula"] in (tmp_path / "c" / "top_k.md").read_text()
+    before = (tmp_path / "c" / "candidates.csv").read_text()
+    again = run_campaign(CrysgenCampaign(), _spec(), tmp_path / "c", progress=False)
+    assert again.shards_computed == 0 and (tmp_path / "c" / "candidates.csv").read_text() == before
+
+
+@pytest.mark.parametrize("changes, message", [
+    ({"target": {"heat_ref": 100.0}}, "training standard deviations"),
+    ({"target": {"band_gap": 1.0}}, "unknown ['band_gap']"),
+    ({"verify": ["vasp"]}, "unknown verifier(s) ['vasp']"),
+    ({"rank_by": "chgnet:colour"}, "rank_by"),
+    ({"filters": {"valid": True, "elements": ["Xx"]}}, "'Xx' is not an element symbol"),
+])
+def test_bad_specs_fail_before_any_work(tmp_path, changes, message):
+    with pytest.raises(ValueError, match=message.replace("[", r"\[").replace("]", r"\]").replace("(", r"\(")
+                       .replace(")", r"\)")):
+        run_campaign(CrysgenCampaign(), _spec(**changes), tmp_path / "c", progress=False)
+    assert not (tmp_path / "c").exists()
