@@ -116,6 +116,16 @@ def _clear_failed_start(run_dir: Path, log) -> None:
         (run_dir / name).unlink()
 
 
+def _first_missing(path: Path) -> Path | None:
+    """The outermost of ``path`` and its parents that does not exist yet (None: ``path`` exists)."""
+    if path.exists():
+        return None
+    path = path.absolute()
+    while not path.parent.exists():
+        path = path.parent
+    return path
+
+
 def _is_run_summary(path: Path) -> bool:
     try:
         summary = json.loads(path.read_text(encoding="utf-8"))
@@ -218,7 +228,7 @@ def train(config: CrysgenConfig, run_dir: str | os.PathLike, data_dir: str | os.
         _check_resumable(run_dir, config)
     else:
         _clear_failed_start(run_dir, log)
-    created = not run_dir.exists()
+    created = _first_missing(run_dir)
     try:
         dataset = torch.utils.data.TensorDataset(data["x"], data["cond"])
         loader = torch.utils.data.DataLoader(dataset, batch_size=min(config.batch_size, len(dataset)),
@@ -229,8 +239,8 @@ def train(config: CrysgenConfig, run_dir: str | os.PathLike, data_dir: str | os.
         trainer = Trainer(model, make_loss_fn(config.diffusion, model.padding_mask), loader, config.trainer,
                           run_dir)
     except BaseException:
-        if created:  # the Trainer makes the directory for its logs: a failed start leaves nothing behind
-            shutil.rmtree(run_dir, ignore_errors=True)
+        if created is not None:  # the Trainer makes the directory for its logs: a failed start leaves none
+            shutil.rmtree(created, ignore_errors=True)
         raise
     save_config(config, run_dir / "config.yaml")
     atomic_write_json(run_dir / "scaler.json", data["scaler"].state_dict(), indent=None)

@@ -163,6 +163,24 @@ def test_too_few_steps_for_the_warm_up_leaves_nothing_and_the_retry_works(data_d
     assert (run / "model.pt").is_file()
 
 
+def test_a_trainer_that_fails_to_start_leaves_no_directories(data_dir, tmp_path, monkeypatch):
+    from shared.training import Trainer
+
+    original = Trainer.__init__
+    seen = []
+
+    def failing_init(self, *args, **kwargs):  # the Trainer creates the run directory, then something fails
+        original(self, *args, **kwargs)
+        seen.append(run.is_dir())
+        raise ValueError("simulated failure while the trainer starts")
+
+    monkeypatch.setattr(Trainer, "__init__", failing_init)
+    run = tmp_path / "runs" / "nested" / "run"
+    assert main(["train", "carbon24", *TINY, "--run-dir", str(run), "--data-dir", str(data_dir), "--device", "cpu",
+                 "--no-progress"]) == 2
+    assert seen == [True] and not (tmp_path / "runs").exists()
+
+
 def test_a_failed_start_inside_an_existing_directory_is_retried(data_dir, tmp_path, capsys, monkeypatch):
     from shared.training import Trainer
 
