@@ -50,3 +50,19 @@ def test_bad_specs_fail_before_any_work(tmp_path, changes, message):
                        .replace(")", r"\)")):
         run_campaign(CrysgenCampaign(), _spec(**changes), tmp_path / "c", progress=False)
     assert not (tmp_path / "c").exists()
+
+
+@pytest.mark.skipif(importlib.util.find_spec("chgnet") is None, reason="chgnet not installed")
+def test_campaign_cli(tmp_path, capsys):
+    from crysgen.cli import main
+
+    spec = tmp_path / "spec.yaml"
+    spec.write_text("target: {heat_ref: -0.5}\nn_candidates: 4\nbatch_size: 2\nsteps: 20\n"
+                    "filters: {valid: true, unique: true}\nverify: [chgnet]\nrank_by: chgnet:energy_per_atom\n"
+                    "top_k: 2\nexecutor: serial\n")
+    assert main(["campaign", str(spec), "--out", str(tmp_path / "c"), "--no-progress"]) == 0
+    assert "(2 of 2 shards computed now)" in capsys.readouterr().out
+    assert main(["campaign", "status", str(tmp_path / "c")]) == 0
+    assert "shards: 2/2 done" in capsys.readouterr().out
+    assert main(["campaign", str(spec), "--out", str(tmp_path / "c"), "target.heat_ref=50"]) == 2
+    assert "training standard deviations" in capsys.readouterr().err
