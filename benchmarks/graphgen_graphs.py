@@ -30,7 +30,8 @@ METHODS = ("degree", "cluster", "orbit")
 KERNELS = ("emd", "tv")
 
 
-def run_seed(bundle, test_graphs: list, n: int, seed: int, steps: int | None, batch: int, work: Path) -> dict:
+def run_seed(bundle, test_graphs: list, n: int, seed: int, steps: int | None, batch: int, work: Path,
+             sampler: str | None = None) -> dict:
     """Sample ``n`` graphs with ``seed`` and score them against ``test_graphs`` (cached in ``work``)."""
     from graphgen.metrics import eval_graph_list
     from graphgen.sample import sample_graphs, write_samples
@@ -39,7 +40,7 @@ def run_seed(bundle, test_graphs: list, n: int, seed: int, steps: int | None, ba
     if record_path.is_file():
         return json.loads(record_path.read_text())
     start = time.perf_counter()
-    out = sample_graphs(bundle, n, steps=steps, batch_size=batch, seed=seed, progress=True)
+    out = sample_graphs(bundle, n, steps=steps, sampler=sampler, batch_size=batch, seed=seed, progress=True)
     seconds = time.perf_counter() - start
     write_samples(work / f"seed_{seed}_graphs.json", out.items)
     record = {"seed": seed, "num_generated": len(out.items), "sampling_seconds": seconds,
@@ -71,6 +72,8 @@ def main(argv=None) -> int:
     parser.add_argument("-n", type=int, default=None, help="graphs per seed (default: size of the test split)")
     parser.add_argument("--seeds", type=int, nargs="+", default=[42])
     parser.add_argument("--steps", type=int, default=None, help="override the model's sampler steps")
+    parser.add_argument("--sampler", choices=("pc", "s4", "ode-euler", "ode-heun", "ode-adaptive"), default=None,
+                        help="override the model's sampler")
     parser.add_argument("--batch", type=int, default=1000, help="graphs per sampling batch")
     parser.add_argument("--threads", type=int, default=None)
     parser.add_argument("--work", required=True, help="folder for converted model, samples and per-seed metrics")
@@ -89,7 +92,8 @@ def main(argv=None) -> int:
         raise ValueError(f"{args.checkpoint} is a {cfg.data.name} molecule model: use benchmarks.graphgen_qm9")
     test_graphs, _ = load_test_data(cfg.data, args.data_dir)
     n = args.n or len(test_graphs)
-    records = [run_seed(bundle, test_graphs, n, seed, args.steps, args.batch, work) for seed in args.seeds]
+    records = [run_seed(bundle, test_graphs, n, seed, args.steps, args.batch, work, args.sampler)
+               for seed in args.seeds]
     results = {"dataset": cfg.data.name, "num_test": len(test_graphs), "num_generated_per_seed": n,
                "seeds": list(args.seeds), "used_ema": bundle.used_ema, **summarise(records)}
     table = [{"seed": r["seed"], **{f"{m} ({k})": r[f"{m}_{k}"] for k in KERNELS for m in METHODS},
@@ -98,7 +102,8 @@ def main(argv=None) -> int:
         f"GDSS protocol on {cfg.data.name}: test split = first 20% of the published graph list "
         f"({len(test_graphs)} graphs); {n} graphs generated per seed (seeds {args.seeds}, one sampling round "
         f"each) and compared with the test split. Model: {args.checkpoint} ({'EMA' if bundle.used_ema else 'raw'} "
-        f"weights). Sampler: {sampler.predictor} predictor + {sampler.corrector} corrector, snr {sampler.snr}, "
+        f"weights). Sampler: {('solver ' + args.sampler + ' with the model settings: ') if args.sampler else ''}"
+        f"{sampler.predictor} predictor + {sampler.corrector} corrector, snr {sampler.snr}, "
         f"scale_eps {sampler.scale_eps}, {args.steps or sampler.steps} steps, eps {sampler.eps}, final step "
         "without noise; node counts drawn from the training split's histogram; adjacency thresholded at 0.5, "
         "isolated nodes dropped. MMD^2 with GDSS kernels ('emd': Gaussian-EMD on degree and 100-bin clustering "

@@ -113,7 +113,8 @@ SAMPLERS = ("pc", "s4", "ode-euler", "ode-heun", "ode-adaptive")
 # Named sampler settings (``graphgen sample --preset``); explicit sampler/steps options win over a preset.
 # "fast": GDSS's S4 solver at 200 steps (200 NFE instead of PC's 2,000): on the published QM9 checkpoint,
 # N = 3,000, it matched 1,000-step PC in validity, NSPDK and FCD within seed noise
-# (benchmarks/results/graphgen_qm9_sweep_*.md); measured on QM9 only.
+# (benchmarks/results/graphgen_qm9_sweep_*.md); on community-small it lost clustering quality, so the CLI warns
+# for models of other datasets.
 PRESETS: dict[str, dict[str, Any]] = {"gdss": {}, "fast": {"sampler": "s4", "steps": 200}}
 
 
