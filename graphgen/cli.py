@@ -317,16 +317,23 @@ def add_evaluate_parser(subparsers: argparse._SubParsersAction) -> argparse.Argu
 def _import_gdss(args: argparse.Namespace) -> int:
     from graphgen.checkpoint import import_gdss, save_model
 
-
-    data_dir = None if args.node_counts else resolve_data_dir(args.data_dir)
-    config, model, ema, counts = import_gdss(args.file, data_dir)
+    config, model, ema, counts = import_gdss(args.file)
+    note = ""
     if args.node_counts:
         from graphgen.data import node_counts_from_file
 
         counts = node_counts_from_file(args.node_counts, config.data.max_node_num)
+    elif resolve_data_dir(args.data_dir) is not None:
+        from graphgen.datasets import load_training_data, node_count_histogram
+
+        try:  # the training split of the data directory, when it has this dataset
+            counts = node_count_histogram(load_training_data(config.data, args.data_dir), config.data.max_node_num)
+        except FileNotFoundError as err:
+            note = f"; the data directory has no {config.data.name} training data ({err})"
     path = save_model(args.out, config, model, ema_state=ema, node_counts=counts, source=str(args.file))
-    note = "" if counts is not None else (" (no node-count statistics: sampling will need --node-counts FILE or "
-                                          "--data-dir)")
+    if counts is None:
+        note = (" (no node-count statistics: sampling will need --node-counts FILE or --data-dir with the "
+                f"training data{note})")
     print(f"imported {args.file} -> {path}{note}")
     return 0
 
