@@ -71,10 +71,20 @@ def _train(args: argparse.Namespace) -> int:
         overrides.append(f"trainer.device={resolve_device(args.device)}")
     if args.no_progress:
         overrides.append("trainer.progress=false")
+    from shared.training import distributed
+
     config = load_train_config(train_config_source(args.config), overrides)
-    run_dir = Path(args.run_dir) if args.run_dir else default_run_dir(config)
-    print(f"run directory: {run_dir}")
-    train(config, run_dir, args.data_dir)
+    # a no-op without torchrun; with it, one process group for all ranks (gloo unless training on CUDA)
+    distributed.init("nccl" if str(config.trainer.device).startswith("cuda") else "gloo")
+    try:
+        # rank 0 names the run directory (the date may differ between ranks at midnight)
+        run_dir = Path(distributed.broadcast_object(str(args.run_dir or default_run_dir(config))))
+        main = distributed.is_main()
+        if main:
+            print(f"run directory: {run_dir}")
+        train(config, run_dir, args.data_dir, log=print if main else (lambda *a, **k: None))
+    finally:
+        distributed.cleanup()
     return 0
 
 

@@ -218,16 +218,26 @@ def train(config: CrysgenConfig, run_dir: str | os.PathLike, data_dir: str | os.
     the run directory's ``config.yaml`` holds the values used.
     """
     from crysgen.checkpoint import save_model
+    from shared.training import distributed
 
     run_dir = Path(run_dir)
     check_trainer_settings(config)
-    data = prepare_data(config, data_dir, log)
+    main = distributed.is_main()  # under torchrun only rank 0 prints and writes; a single process is rank 0
+    if not main:
+        log = _silent
+        distributed.barrier()  # rank 0 reads (and caches) the data first
+    try:
+        data = prepare_data(config, data_dir, log)
+    finally:
+        if main:
+            distributed.barrier()  # released even when rank 0 failed: the others then fail the same way
     config = data["config"]
     resuming = latest_checkpoint(run_dir) is not None
     if resuming:
         _check_resumable(run_dir, config)
-    else:
+    elif main:
         _clear_failed_start(run_dir, log)
+    distributed.barrier()
     created = _first_missing(run_dir)
     try:
         dataset = torch.utils.data.TensorDataset(data["x"], data["cond"])
@@ -242,9 +252,11 @@ def train(config: CrysgenConfig, run_dir: str | os.PathLike, data_dir: str | os.
         if created is not None:  # the Trainer makes the directory for its logs: a failed start leaves none
             shutil.rmtree(created, ignore_errors=True)
         raise
-    save_config(config, run_dir / "config.yaml")
-    atomic_write_json(run_dir / "scaler.json", data["scaler"].state_dict(), indent=None)
-    atomic_write_json(run_dir / "data.json", {**data["summary"], "properties": data["properties"]})
+    if main:
+        save_config(config, run_dir / "config.yaml")
+        atomic_write_json(run_dir / "scaler.json", data["scaler"].state_dict(), indent=None)
+        atomic_write_json(run_dir / "data.json", {**data["summary"], "properties": data["properties"]})
+    distributed.barrier()
     if resuming:
         log(f"resuming from step {trainer.resume()}")
     start = time.perf_counter()
@@ -257,7 +269,14 @@ def train(config: CrysgenConfig, run_dir: str | os.PathLike, data_dir: str | os.
     meta = {"step": int(summary["step"]), "epoch": int(summary["epoch"]), "train_seconds_this_call": seconds,
             "weights": "ema" if ema is not None else "raw", "data": data["summary"],
             "trained_with": config_to_dict(config.trainer) | {"batch_size": config.batch_size}}
-    path = save_model(run_dir / "model.pt", weights=weights, config=config, encoder=data["encoder"],
-                      scaler=data["scaler"], properties=data["properties"], meta=meta)
-    log(f"wrote {path}")
+    path = run_dir / "model.pt"
+    if main:
+        save_model(path, weights=weights, config=config, encoder=data["encoder"], scaler=data["scaler"],
+                   properties=data["properties"], meta=meta)
+        log(f"wrote {path}")
+    distributed.barrier()  # every rank returns once model.pt exists
     return path
+
+
+def _silent(*args, **kwargs) -> None:
+    """The log of ranks other than 0."""
