@@ -54,6 +54,8 @@ BENCHMARKS = (
                                "--threads", "1"), "~25 min (500 sampled + 500 QM9 test molecules through xTB)"),
     Benchmark("graphgen_speed", ("--data-dir", "{data}", "-n", "1000", "--steps", "100", "--repeats", "3",
                                  "--threads", "1"), "~10 min (interleaved reference vs current sampling)"),
+    Benchmark("crysgen_novelty", (), "~2 min (200 vs 2,000 one-formula carbon crystals; brute force sub-sampled)",
+              needs_data=False),
     Benchmark("graphgen_qm9", ("--checkpoint", "{data}/gdss_checkpoints/gdss_qm9.pth", "--data-dir", "{data}",
                                "-n", "10000", "--threads", "1", "--work", "runs/bench/qm9-gdss",
                                "--name", "graphgen_qm9_gdss"), "~2 h", long=True),

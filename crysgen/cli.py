@@ -207,6 +207,9 @@ def add_evaluate_parser(subparsers: argparse._SubParsersAction) -> argparse.Argu
                         help="processes for fingerprints, checks and matching (default 1)")
     parser.add_argument("--out", default=None, help="write metrics JSON here (default SOURCE/metrics.json)")
     add_common_options(parser, device=False)
+    parser.add_argument("--plots", default=None,
+                        help="write figures (PNG) into this folder: density, volume per atom, element mix and space "
+                             "groups of the samples against the reference split")
     parser.set_defaults(handler=_evaluate)
     return parser
 
@@ -242,6 +245,8 @@ def _evaluate(args: argparse.Namespace) -> int:
                               reference_split=args.reference, reference_csv=ref_path,
                               train_split=choice["train_split"], train_csv=train_path)
     report["unreadable"] = [skipped.to_dict() for skipped in read.skipped]
+    if args.plots:
+        report["plots"] = [str(p) for p in _evaluation_plots(read.structures, reference, report, args.plots)]
     source = Path(args.source)
     out = Path(args.out) if args.out else (source if source.is_dir() else source.parent) / "metrics.json"
     atomic_write_json(out, report)
@@ -260,6 +265,36 @@ def _evaluate(args: argparse.Namespace) -> int:
 
 
 _SHOWN_GROUPS = 5
+
+
+def _evaluation_plots(structures: list, reference, report: dict, folder: str) -> list:
+    """Density, volume per atom, element mix and space groups of the generated crystals against the reference."""
+    from shared.plots import bar_comparison, histogram_comparison
+
+    sets = {"generated": [s for s in structures if s is not None]}
+    if reference:
+        sets["reference"] = [s for s in reference if s is not None]
+    out = Path(folder)
+    densities = {k: [float(s.density) for s in v] for k, v in sets.items()}
+    volumes = {k: [s.volume / len(s) for s in v] for k, v in sets.items()}
+    elements = {}
+    for label, group in sets.items():
+        counts: dict[str, float] = {}
+        for s in group:
+            for el, amount in s.composition.items():
+                counts[el.symbol] = counts.get(el.symbol, 0.0) + float(amount)
+        total = sum(counts.values()) or 1.0
+        common = sorted(counts.items(), key=lambda kv: -kv[1])[:15]
+        elements[label] = {k: v / total for k, v in common}
+    groups = {side: {f"{r['symbol']}": r["fraction"] for r in rows[:12]}
+              for side, rows in report.get("space_groups", {}).items() if isinstance(rows, list) and rows}
+    figures = [histogram_comparison(densities, "density (g/cm^3)", out / "density.png"),
+               histogram_comparison(volumes, "volume per atom (A^3)", out / "volume_per_atom.png"),
+               bar_comparison(elements, "fraction of atoms", out / "elements.png", title="element mix (top 15)")]
+    if groups:
+        figures.append(bar_comparison(groups, "fraction of crystals", out / "space_groups.png",
+                                      title="space groups (spglib, symprec 0.1)"))
+    return figures
 
 
 def _evaluation_dataset(args: argparse.Namespace) -> dict:

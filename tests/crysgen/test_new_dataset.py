@@ -301,3 +301,14 @@ def test_evaluate_prints_progress_unless_told_not_to(data_dir, tmp_path, monkeyp
     assert "reference fingerprints" in err and "novelty" in err  # bars for the reference set and the matching
     assert main(["evaluate", str(folder), "--dataset", dataset]) == 0
     assert "reference fingerprints" not in capsys.readouterr().err  # now read from the cache
+
+
+def test_evaluate_plots(carbon_samples, data_dir, tmp_path, monkeypatch):
+    monkeypatch.setenv("HOME", str(tmp_path))  # fingerprint cache
+    out = tmp_path / "metrics.json"
+    assert main(["evaluate", str(carbon_samples / "samples"), "--out", str(out), "--no-progress",
+                 "--data-dir", str(data_dir), "--plots", str(tmp_path / "figs")]) == 0
+    names = sorted(p.name for p in (tmp_path / "figs").glob("*.png"))
+    assert names == ["density.png", "elements.png", "space_groups.png", "volume_per_atom.png"]
+    assert all((tmp_path / "figs" / n).stat().st_size > 2000 for n in names)
+    assert len(json.loads(out.read_text())["plots"]) == 4
