@@ -152,7 +152,8 @@ def main(argv=None) -> int:
     for row in table:
         print(row)
     for key in ("generated_valid_wo_correction", "generated_xtb_ok", "qm9_test_xtb_ok", "generated_failures",
-                "molecules_per_minute_embed_xtb", "molecules_per_minute_successful_only", "mean_w1_generated_vs_qm9_test_xtb", "sampling_seconds"):
+                "molecules_per_minute_embed_xtb", "molecules_per_minute_successful_only",
+                "mean_w1_generated_vs_qm9_test_xtb", "sampling_seconds"):
         print(f"{key}: {summary[key]}")
     print("wrote", *paths)
     return 0

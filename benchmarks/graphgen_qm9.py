@@ -110,7 +110,8 @@ def main(argv=None) -> int:
     parser.add_argument("--threads", type=int, default=None)
     parser.add_argument("--name", default="graphgen_qm9")
     parser.add_argument("--steps", type=int, default=None, help="override the model's sampler steps")
-    parser.add_argument("--sampler", choices=("pc", "s4", "ode-euler", "ode-heun", "ode-adaptive"), default=None, help="override the model's sampler")
+    parser.add_argument("--sampler", choices=("pc", "s4", "ode-euler", "ode-heun", "ode-adaptive"), default=None,
+                        help="override the model's sampler")
     parser.add_argument("--existing-only", action="store_true",
                         help="sample nothing: evaluate the batches already finished in --work")
     args = parser.parse_args(argv)

@@ -137,7 +137,8 @@ def main(argv=None) -> int:
     paths = write_results(args.name, summary, protocol, command, table, results_dir=args.results_dir)
     for row in table:
         print(row)
-    print(f"speed-up {summary['speedup_median']:.2f}x; identical molecules {summary['identical_molecules_fraction']:.3f}")
+    print(f"speed-up {summary['speedup_median']:.2f}x; "
+          f"identical molecules {summary['identical_molecules_fraction']:.3f}")
     print("wrote", *paths)
     return 0
 

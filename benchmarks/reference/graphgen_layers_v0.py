@@ -2,7 +2,8 @@
 
 ``benchmarks/graphgen_speed.py`` times the current networks against these, and ``tests/graphgen/test_models.py``
 checks the current ones reproduce them to float tolerance. ``use_reference_layers(net)`` swaps a network's
-attention layers and adjacency/GMH networks for these classes in place (same parameters, same names), for a like-for-like comparison.
+attention layers and adjacency/GMH networks for these classes in place (same parameters, same names), for a
+like-for-like comparison.
 """
 
 from __future__ import annotations

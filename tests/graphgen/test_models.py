@@ -163,7 +163,8 @@ def test_fast_layers_have_equal_gradients():
     for (name, p), q in zip(net.named_parameters(), reference.parameters()):
         # the last layer's values feed nothing: no gradient there in the reference, zeros in the batched weights
         zero = torch.zeros_like(q)
-        torch.testing.assert_close(zero if p.grad is None else p.grad, zero if q.grad is None else q.grad, atol=1e-5, rtol=1e-4, msg=lambda m: f"{name}: {m}")
+        torch.testing.assert_close(zero if p.grad is None else p.grad, zero if q.grad is None else q.grad,
+                                   atol=1e-5, rtol=1e-4, msg=lambda m: f"{name}: {m}")
 
 
 @pytest.mark.data

@@ -1,7 +1,6 @@
 """molgen campaigns through the CLI with the embedded generator: outputs, filters, ranking, resume, spec errors."""
 
 import csv
-import json
 
 import pytest
 

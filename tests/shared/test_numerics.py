@@ -17,7 +17,8 @@ def test_flush_denormals_zeroes_exactly_the_subnormal_entries():
     x = torch.randn(5, 4)
     before = layer(x)
     assert flush_denormals_(layer) == 3 * 2 + 1
-    assert torch.equal(layer.weight[:, :2], torch.zeros(3, 2)) and torch.equal(layer.weight[:, 2], torch.full((3,), 0.5))
+    assert torch.equal(layer.weight[:, :2], torch.zeros(3, 2))
+    assert torch.equal(layer.weight[:, 2], torch.full((3,), 0.5))
     assert layer.bias.tolist() == [TINY, 0.0, 2.0]  # the smallest normal number stays
     assert (layer(x) - before).abs().max() <= TINY
     assert flush_denormals_(layer) == 0
