@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from shared.campaign import CampaignSpec, plot_funnel, plot_target_histograms
+from shared.campaign import CampaignSpec, plot_funnel, plot_target_histograms, rank_label
 
 __all__ = ["GraphgenCampaign"]
 
@@ -164,7 +164,7 @@ class GraphgenCampaign:
                 break
         figures += plot_target_histograms(spec, achieved, UNITS, out_dir)
         if top:
-            figures.append(_grid_image(top, out_dir / "top_k.png"))
+            figures.append(_grid_image(top, out_dir / "top_k.png", rank_label(spec, UNITS)))
         return figures
 
 
@@ -182,7 +182,7 @@ def _element_set(symbols) -> set[str]:
     return {str(s) for s in symbols}
 
 
-def _grid_image(top: list[dict], path: Path) -> Path:
+def _grid_image(top: list[dict], path: Path, label: str = "") -> Path:
     from rdkit import Chem
     from rdkit.Chem import Draw
 
@@ -193,7 +193,7 @@ def _grid_image(top: list[dict], path: Path) -> Path:
         mol = Chem.MolFromSmiles(cand["values"]["smiles"])
         if mol is not None:
             mols.append(mol)
-            legends.append(f"#{cand['rank']}  {cand.get('rank_value', 0):.3g}")
+            legends.append(f"#{cand['rank']}  {label} {cand.get('rank_value', 0):.3g}")
     image = Draw.MolsToGridImage(mols, molsPerRow=min(5, max(len(mols), 1)), subImgSize=(220, 180),
                                  legends=legends, returnPNG=True)
     return atomic_write_bytes(path, image if isinstance(image, bytes) else image.data)

@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from shared.campaign import CampaignSpec, plot_funnel, plot_target_histograms
+from shared.campaign import CampaignSpec, plot_funnel, plot_target_histograms, rank_label
 
 __all__ = ["MolgenCampaign", "RegressorHook"]
 
@@ -239,7 +239,7 @@ class MolgenCampaign:
         figures = [plot_funnel(spec, candidates, out_dir / "funnel.png")]
         figures += plot_target_histograms(spec, self._achieved(spec, candidates), UNITS, out_dir)
         if top:
-            figures.append(_grid_image(top, out_dir / "top_k.png"))
+            figures.append(_grid_image(top, out_dir / "top_k.png", rank_label(spec, UNITS)))
         return figures
 
     def _achieved(self, spec: CampaignSpec, candidates: list[dict]) -> dict[str, list[float]]:
@@ -267,7 +267,7 @@ def _record_of(candidate: dict):
     return MoleculeRecord.from_mol(Chem.MolFromMolBlock(candidate["record"], sanitize=False, removeHs=False))
 
 
-def _grid_image(top: list[dict], path: Path) -> Path:
+def _grid_image(top: list[dict], path: Path, label: str = "") -> Path:
     """The top-k as 2D drawings with rank and ranked value (RDKit; no display)."""
     from rdkit import Chem
     from rdkit.Chem import Draw
@@ -281,7 +281,7 @@ def _grid_image(top: list[dict], path: Path) -> Path:
         if mol is None:
             continue
         mols.append(mol)
-        legends.append(f"#{cand['rank']}  {cand.get('rank_value', 0):.3g}")
+        legends.append(f"#{cand['rank']}  {label} {cand.get('rank_value', 0):.3g}")
     image = Draw.MolsToGridImage(mols, molsPerRow=min(5, max(len(mols), 1)), subImgSize=(220, 180),
                                  legends=legends, returnPNG=True)
     data = image if isinstance(image, bytes) else image.data

@@ -38,8 +38,8 @@ from typing import Any, Literal, Protocol
 from shared.config import ConfigError, config_to_dict, load_config
 from shared.io import atomic_write_json, atomic_write_text
 
-__all__ = ["CampaignDomain", "CampaignSpec", "CampaignResult", "campaign_status", "load_spec", "run_campaign",
-           "shard_seed"]
+__all__ = ["CampaignDomain", "CampaignSpec", "CampaignResult", "campaign_status", "load_spec", "rank_label",
+           "run_campaign", "shard_seed"]
 
 SHARDS = "shards"
 VERIFY_CACHE = "verify_cache"
@@ -347,6 +347,15 @@ def _candidates_csv(spec: CampaignSpec, candidates: list[dict]) -> str:
     writer.writeheader()
     writer.writerows(rows)
     return buffer.getvalue()
+
+
+def rank_label(spec: CampaignSpec, units: dict[str, str]) -> str:
+    """What a rank value is, for figure legends: ``|method prop - target| (unit)`` or ``method prop (unit)``."""
+    method, _, prop = (spec.rank_by or "").partition(":")
+    key = next((k for k in spec.target if k.lower() == prop.lower()), None)
+    unit = units.get(key or prop, units.get(prop.lower(), ""))
+    suffix = f" ({unit})" if unit else ""
+    return f"|{method} {prop} - {spec.target[key]:g}|{suffix}" if key else f"{method} {prop}{suffix}"
 
 
 def funnel(spec: CampaignSpec, candidates: list[dict]) -> list[tuple[str, int]]:
