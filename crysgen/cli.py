@@ -14,6 +14,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from crysgen import __version__
+from shared.cli_common import add_campaign_parser as _add_campaign_parser
 from shared.cli_common import UserError, add_common_options, build_parser, resolve_device, run_cli
 from shared.cli_common import add_version_parser as _add_version_parser
 
@@ -433,40 +434,15 @@ def _relax(args: argparse.Namespace) -> int:
 
 
 def add_campaign_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
-    parser = subparsers.add_parser(
-        "campaign", help="property-guided campaign: generate -> filter -> CHGNet -> rank (resumable)",
-        description="crysgen campaign SPEC.yaml --out DIR [key=value ...] runs (or resumes) the campaign in DIR; "
-                    "crysgen campaign status DIR shows how far it got. See crysgen.campaign for the spec keys.")
-    parser.add_argument("spec", help="campaign YAML spec, or 'status'")
-    parser.add_argument("overrides", nargs="*", help="spec overrides key=value (with 'status': the DIR)")
-    parser.add_argument("--out", default=None, help="campaign directory (outputs, shards, caches)")
-    add_common_options(parser, device=False, seed=False, data_dir=False)
-    parser.set_defaults(handler=_campaign)
-    return parser
+    return _add_campaign_parser(subparsers, PROG, "property-guided campaign: generate -> filter -> CHGNet -> rank "
+                                "(resumable)", _campaign)
 
 
-def _campaign(args: argparse.Namespace) -> int:
+def _campaign(args: argparse.Namespace, spec):
     from crysgen.campaign import CrysgenCampaign
-    from shared.campaign import campaign_status, funnel, load_spec, run_campaign
-    from shared.paths import require_file
+    from shared.campaign import run_campaign
 
-    if args.spec == "status":
-        if len(args.overrides) != 1:
-            raise UserError("usage: crysgen campaign status DIR")
-        print(campaign_status(args.overrides[0]))
-        return 0
-    if args.out is None:
-        raise UserError("--out DIR is required: the campaign's outputs and its resume state live there")
-    spec = load_spec(require_file(args.spec, "campaign spec"), args.overrides)
-    result = run_campaign(CrysgenCampaign(), spec, args.out, progress=not args.no_progress)
-    for stage, count in funnel(spec, result.candidates):
-        print(f"{stage:<24} {count}")
-    for cand in result.top:
-        print(f"#{cand['rank']:<3} {cand['id']}  {cand['values']['formula']:<12} {cand['values']['spacegroup']:<10} "
-              f"{cand.get('rank_value', 0):.4g}")
-    print(f"wrote {result.out_dir}/candidates.csv, top_k/, top_k.md, report.md/.html "
-          f"({result.shards_computed} of {spec.n_shards} shards computed now)")
-    return 0
+    return run_campaign(CrysgenCampaign(), spec, args.out, progress=not args.no_progress), "top_k/, top_k.md"
 
 
 SUBCOMMANDS = [add_version_parser, add_train_parser, add_sample_parser, add_evaluate_parser, add_relax_parser,

@@ -155,14 +155,13 @@ class GraphgenCampaign:
                     break
         atomic_write_text(out_dir / "top_k.sdf", "".join(blocks))
         figures = [plot_funnel(spec, candidates, out_dir / "funnel.png")]
-        achieved = {}
+        achieved, judges = {}, {}
         for prop in spec.target:
-            for method in spec.verify:
+            for method in spec.verify[:1]:  # the first verifier judges the figure
                 values = [c["verified"][method]["values"].get(VERIFIED_NAMES[prop]) for c in candidates
                           if c["verified"].get(method, {}).get("status") == "ok"]
-                achieved[prop] = [float(v) for v in values if v is not None]
-                break
-        figures += plot_target_histograms(spec, achieved, UNITS, out_dir)
+                achieved[prop], judges[prop] = [float(v) for v in values if v is not None], method
+        figures += plot_target_histograms(spec, achieved, UNITS, out_dir, judges)
         if top:
             figures.append(_grid_image(top, out_dir / "top_k.png", rank_label(spec, UNITS)))
         return figures

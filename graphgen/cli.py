@@ -15,6 +15,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from graphgen import __version__
+from shared.cli_common import add_campaign_parser as _add_campaign_parser
 from shared.cli_common import UserError, add_common_options, build_parser, resolve_device, run_cli
 from shared.paths import resolve_data_dir
 from shared.cli_common import add_version_parser as _add_version_parser
@@ -544,42 +545,18 @@ def add_dft_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentP
 
 
 def add_campaign_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
-    parser = subparsers.add_parser(
-        "campaign", help="campaign: generate molecules -> filter -> xTB/B3LYP -> rank (resumable)",
-        description="graphgen campaign SPEC.yaml --out DIR [key=value ...] runs (or resumes) the campaign in DIR; "
-                    "graphgen campaign status DIR shows how far it got. graphgen models are unconditional: target "
-                    "only sets what rank_by measures distances to. See graphgen.campaign for the spec keys.")
-    parser.add_argument("spec", help="campaign YAML spec, or 'status'")
-    parser.add_argument("overrides", nargs="*", help="spec overrides key=value (with 'status': the DIR)")
-    parser.add_argument("--out", default=None, help="campaign directory (outputs, shards, caches)")
-    add_common_options(parser, device=False, seed=False)
-    parser.set_defaults(handler=_campaign)
-    return parser
+    # graphgen models are unconditional: a campaign's target only sets what rank_by measures distances to
+    return _add_campaign_parser(subparsers, PROG, "campaign: generate molecules -> filter -> xTB/B3LYP -> rank "
+                                "(resumable)", _campaign, data_dir=True)
 
 
-def _campaign(args: argparse.Namespace) -> int:
+def _campaign(args: argparse.Namespace, spec):
     from graphgen.campaign import GraphgenCampaign
-    from shared.campaign import campaign_status, funnel, load_spec, run_campaign
-    from shared.paths import require_file
+    from shared.campaign import run_campaign
 
-    if args.spec == "status":
-        if len(args.overrides) != 1:
-            raise UserError("usage: graphgen campaign status DIR")
-        print(campaign_status(args.overrides[0]))
-        return 0
-    if args.out is None:
-        raise UserError("--out DIR is required: the campaign's outputs and its resume state live there")
-    spec = load_spec(require_file(args.spec, "campaign spec"), args.overrides)
     verifiers = {method: _dft_hook(method, False, 3, "mmff", spec.seed) for method in ("xtb", "b3lyp")}
     domain = GraphgenCampaign(verifiers, data_dir=str(resolve_data_dir(args.data_dir) or "") or None)
-    result = run_campaign(domain, spec, args.out, progress=not args.no_progress)
-    for stage, count in funnel(spec, result.candidates):
-        print(f"{stage:<24} {count}")
-    for cand in result.top:
-        print(f"#{cand['rank']:<3} {cand['id']}  {cand['values']['smiles']}  {cand.get('rank_value', 0):.4g}")
-    print(f"wrote {result.out_dir}/candidates.csv, top_k.smi/.sdf, report.md/.html "
-          f"({result.shards_computed} of {spec.n_shards} shards computed now)")
-    return 0
+    return run_campaign(domain, spec, args.out, progress=not args.no_progress), "top_k.smi/.sdf"
 
 
 SUBCOMMANDS = [add_version_parser, add_train_parser, add_sample_parser, add_evaluate_parser, add_import_gdss_parser,

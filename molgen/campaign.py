@@ -237,17 +237,18 @@ class MolgenCampaign:
             blocks.append(cand["record"].rstrip("\n") + "\n" + props + "$$$$\n")
         atomic_write_text(out_dir / "top_k.sdf", "".join(blocks))
         figures = [plot_funnel(spec, candidates, out_dir / "funnel.png")]
-        figures += plot_target_histograms(spec, self._achieved(spec, candidates), UNITS, out_dir)
+        achieved, judges = self._achieved(spec, candidates)
+        figures += plot_target_histograms(spec, achieved, UNITS, out_dir, judges)
         if top:
             figures.append(_grid_image(top, out_dir / "top_k.png", rank_label(spec, UNITS)))
         return figures
 
-    def _achieved(self, spec: CampaignSpec, candidates: list[dict]) -> dict[str, list[float]]:
-        """Per targeted property, the verified values of the filtered candidates (the first verifier that
-        reports it: regressor, then b3lyp, then xtb)."""
+    def _achieved(self, spec: CampaignSpec, candidates: list[dict]) -> tuple[dict, dict]:
+        """Per targeted property, the verified values of the filtered candidates and the verifier that gave them
+        (the first that reports it: regressor, then b3lyp, then xtb)."""
         from molgen.sample import canonical_property
 
-        out = {}
+        out, judges = {}, {}
         for name in spec.target:
             key = canonical_property(name)
             for method in ("regressor", "b3lyp", "xtb"):
@@ -255,8 +256,9 @@ class MolgenCampaign:
                     values = [c["verified"][method]["values"].get(VERIFIED_NAMES[method][key])
                               for c in candidates if c["verified"].get(method, {}).get("status") == "ok"]
                     out[name] = [float(v) for v in values if v is not None]
+                    judges[name] = method
                     break
-        return out
+        return out, judges
 
 
 def _record_of(candidate: dict):

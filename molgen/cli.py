@@ -14,6 +14,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from molgen import __version__
+from shared.cli_common import add_campaign_parser as _add_campaign_parser
 from shared.cli_common import add_version_parser as _add_version_parser
 from shared.cli_common import UserError, add_common_options, build_parser, run_cli
 
@@ -410,46 +411,22 @@ def _sample(args: argparse.Namespace) -> int:
 
 
 def add_campaign_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
-    parser = subparsers.add_parser(
-        "campaign", help="property-guided campaign: generate -> filter -> verify -> rank (resumable)",
-        description="molgen campaign SPEC.yaml --out DIR [key=value ...] runs (or resumes) the campaign in DIR; "
-                    "molgen campaign status DIR shows how far it got. See molgen.campaign for the spec keys.")
-    parser.add_argument("spec", help="campaign YAML spec, or 'status'")
-    parser.add_argument("overrides", nargs="*", help="spec overrides key=value (with 'status': the DIR)")
-    parser.add_argument("--out", default=None, help="campaign directory (outputs, shards, caches)")
+    parser = _add_campaign_parser(subparsers, PROG, "property-guided campaign: generate -> filter -> verify -> rank "
+                                  "(resumable)", _campaign)
     parser.add_argument("--qm9", default=None,
                         help="prepared QM9 file for filters.novel (default: ~/.cache/scoregen/qm9 when prepared)")
-    add_common_options(parser, device=False, seed=False, data_dir=False)
-    parser.set_defaults(handler=_campaign)
     return parser
 
 
-def _campaign(args: argparse.Namespace) -> int:
+def _campaign(args: argparse.Namespace, spec):
     from molgen.campaign import MolgenCampaign
-    from shared.campaign import campaign_status, funnel, load_spec, run_campaign
+    from shared.campaign import run_campaign
 
-    if args.spec == "status":
-        if len(args.overrides) != 1:
-            raise ValueError("usage: molgen campaign status DIR")
-        print(campaign_status(args.overrides[0]))
-        return 0
-    if args.out is None:
-        raise ValueError("--out DIR is required: the campaign's outputs and its resume state live there")
-    from shared.paths import require_file
-
-    spec = load_spec(require_file(args.spec, "campaign spec"), args.overrides)
     qm9 = args.qm9
     if qm9 is None:
         cached = sorted((Path.home() / ".cache" / "scoregen" / "qm9").glob("qm9_*.pt"))
         qm9 = str(cached[-1]) if cached else None
-    result = run_campaign(MolgenCampaign(qm9=qm9), spec, args.out, progress=not args.no_progress)
-    for stage, count in funnel(spec, result.candidates):
-        print(f"{stage:<24} {count}")
-    for cand in result.top:
-        print(f"#{cand['rank']:<3} {cand['id']}  {cand['values'].get('smiles', '')}  {cand.get('rank_value', 0):.4g}")
-    print(f"wrote {result.out_dir}/candidates.csv, top_k.sdf, report.md/.html "
-          f"({result.shards_computed} of {spec.n_shards} shards computed now)")
-    return 0
+    return run_campaign(MolgenCampaign(qm9=qm9), spec, args.out, progress=not args.no_progress), "top_k.sdf"
 
 
 SUBCOMMANDS = [add_version_parser, add_train_parser, add_sample_parser, add_evaluate_parser, add_dft_parser,

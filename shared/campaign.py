@@ -396,8 +396,9 @@ def plot_funnel(spec: CampaignSpec, candidates: list[dict], path: Path) -> Path:
 
 
 def plot_target_histograms(spec: CampaignSpec, achieved: dict[str, list[float]], units: dict[str, str],
-                           out_dir: Path) -> list[Path]:
-    """Per targeted property: histogram of achieved (verified) values with the target as a vertical line."""
+                           out_dir: Path, judged_by: dict[str, str] | None = None) -> list[Path]:
+    """Per targeted property: histogram of achieved (verified) values with the target as a vertical line;
+    ``judged_by`` names the verifier of each property in the legend."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -409,7 +410,7 @@ def plot_target_histograms(spec: CampaignSpec, achieved: dict[str, list[float]],
             continue
         fig, ax = plt.subplots(figsize=(5, 3.5), dpi=120)
         ax.hist(values, bins=min(30, max(5, len(values) // 3)), color="tab:blue", alpha=0.8,
-                label=f"achieved (n={len(values)})")
+                label=f"achieved, {(judged_by or {}).get(name, 'verified')} (n={len(values)})")
         if name in spec.target:
             ax.axvline(spec.target[name], color="tab:red", linestyle="--", label=f"target {spec.target[name]:g}")
         ax.set_xlabel(f"{name} ({units.get(name, '')})".replace(" ()", ""))

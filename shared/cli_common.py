@@ -23,6 +23,7 @@ from shared.evaluation import MissingDependency
 __all__ = [
     "USER_ERRORS",
     "UserError",
+    "add_campaign_parser",
     "add_common_options",
     "add_version_parser",
     "build_parser",
@@ -132,6 +133,46 @@ def thread_limit(n: int | None) -> Iterator[None]:
                 os.environ.pop(name, None)
             else:
                 os.environ[name] = value
+
+
+def add_campaign_parser(subparsers: argparse._SubParsersAction, prog: str, help: str, run: Callable,
+                        *, data_dir: bool = False) -> argparse.ArgumentParser:
+    """The ``campaign`` subcommand every domain has: ``PROG campaign SPEC --out DIR [k=v ...]`` runs or resumes a
+    ``shared.campaign`` campaign, ``PROG campaign status DIR`` reports on one. ``run(args, spec)`` runs it for the
+    domain and returns ``(result, outputs)``, ``outputs`` naming the domain's files for the closing line."""
+    parser = subparsers.add_parser(
+        "campaign", help=help,
+        description=f"{prog} campaign SPEC.yaml --out DIR [key=value ...] runs (or resumes) the campaign in DIR; "
+                    f"{prog} campaign status DIR shows how far it got. See {prog}.campaign for the spec keys.")
+    parser.add_argument("spec", help="campaign YAML spec, or 'status'")
+    parser.add_argument("overrides", nargs="*", help="spec overrides key=value (with 'status': the DIR)")
+    parser.add_argument("--out", default=None, help="campaign directory (outputs, shards, caches)")
+    add_common_options(parser, device=False, seed=False, data_dir=data_dir)
+    parser.set_defaults(handler=lambda args: _campaign_command(args, prog, run))
+    return parser
+
+
+def _campaign_command(args: argparse.Namespace, prog: str, run: Callable) -> int:
+    from shared.campaign import campaign_status, funnel, load_spec
+    from shared.paths import require_file
+
+    if args.spec == "status":
+        if len(args.overrides) != 1:
+            raise UserError(f"usage: {prog} campaign status DIR")
+        print(campaign_status(args.overrides[0]))
+        return 0
+    if args.out is None:
+        raise UserError("--out DIR is required: the campaign's outputs and its resume state live there")
+    spec = load_spec(require_file(args.spec, "campaign spec"), args.overrides)
+    result, outputs = run(args, spec)
+    for stage, count in funnel(spec, result.candidates):
+        print(f"{stage:<24} {count}")
+    for cand in result.top:
+        label = cand["values"].get("smiles") or cand["values"].get("formula", "")
+        print(f"#{cand['rank']:<3} {cand['id']}  {label}  {cand.get('rank_value', 0):.4g}")
+    print(f"wrote {result.out_dir}/candidates.csv, {outputs}, report.md/.html "
+          f"({result.shards_computed} of {spec.n_shards} shards computed now)")
+    return 0
 
 
 def packaged_config(name: str, folder: str | os.PathLike) -> Path:
