@@ -19,6 +19,7 @@ from __future__ import annotations
 import csv
 import hashlib
 import json
+import math
 import os
 import sys
 from concurrent.futures import Executor, ProcessPoolExecutor
@@ -283,6 +284,15 @@ def _read_csv(path: Path) -> tuple[list[str], list[str], dict[str, list]]:
     if not _csv_limit_raised:  # CIF fields of large cells exceed csv's default 128 kB field limit
         csv.field_size_limit(min(sys.maxsize, 2**31 - 1))
         _csv_limit_raised = True
+    try:
+        return _read_csv_rows(path)
+    except UnicodeDecodeError as err:
+        raise ValueError(f"{path}: not a text CSV file (invalid UTF-8 at byte {err.start})") from None
+    except csv.Error as err:
+        raise ValueError(f"{path}: not a readable CSV file ({err})") from None
+
+
+def _read_csv_rows(path: Path) -> tuple[list[str], list[str], dict[str, list]]:
     with open(path, newline="", encoding="utf-8") as handle:
         reader = csv.reader(handle)
         try:
@@ -296,7 +306,7 @@ def _read_csv(path: Path) -> tuple[list[str], list[str], dict[str, list]]:
         prop_cols = [i for i, name in enumerate(header) if name not in ("", "material_id", "cif")]
         ids, cifs = [], []
         properties: dict[str, list] = {header[i]: [] for i in prop_cols}
-        for line, row in enumerate(reader):
+        for line, row in enumerate(reader, start=1):
             if len(row) != len(header):
                 raise ValueError(f"{path}: data row {line} has {len(row)} fields, header has {len(header)}")
             ids.append(row[id_col])
@@ -326,8 +336,14 @@ def _parse_chunk(chunk) -> list[tuple[int, Any]]:
                 structure = parse_cif(cif, niggli=niggli, primitive=primitive)
                 if len(structure) == 0:
                     raise ValueError("CIF has no atom sites")
-                record = (list(structure.lattice.parameters), [site.specie.Z for site in structure],
-                          structure.frac_coords.tolist())
+                params = list(structure.lattice.parameters)
+                numbers = [getattr(site.specie, "Z", 0) for site in structure]
+                if not all(math.isfinite(v) for v in params) or not all(
+                        math.isfinite(v) for row in structure.frac_coords.tolist() for v in row):
+                    raise ValueError(f"non-finite cell parameters or coordinates {params}")
+                if min(numbers) < 1:
+                    raise ValueError(f"unknown element in {sorted({str(s.specie) for s in structure})}")
+                record = (params, numbers, structure.frac_coords.tolist())
             except Exception as exc:  # noqa: BLE001 - a bad row is data to report, never a crash
                 record = f"{type(exc).__name__}: {str(exc).strip()[:300]}"
             out.append((start + offset, record))

@@ -116,7 +116,25 @@ def parse_cif_text(text: str):
             raise CifProblem(_parse_failure(err, caught)) from None
     if len(structure) == 0:
         raise CifProblem("CIF has no atom sites")
+    _check_values(structure)
     return structure
+
+
+def _check_values(structure) -> None:
+    """pymatgen accepts NaN cell lengths and unknown symbols (as dummy species); neither is a crystal."""
+    import numpy as np
+    from pymatgen.core import Element
+
+    lattice = structure.lattice
+    if not (np.isfinite(lattice.abc).all() and np.isfinite(lattice.angles).all()):
+        raise CifProblem(f"non-finite cell parameters {tuple(round(float(v), 4) for v in lattice.parameters)}")
+    if not np.isfinite(structure.frac_coords).all():
+        raise CifProblem("non-finite fractional coordinates")
+    for site in structure:
+        for species in site.species:
+            symbol = getattr(species, "symbol", str(species))
+            if not Element.is_valid_symbol(symbol):
+                raise CifProblem(f"unknown element {symbol!r}")
 
 
 def _parse_failure(err: Exception, caught: list) -> str:

@@ -233,6 +233,8 @@ def _xyz_frame(lines: list[str], pos: int, number: int) -> tuple[_XYZFrame, int]
         except ValueError:
             # a short frame runs into the next one: resume at this very line if it is that frame's count
             return bad(f"expected 'symbol x y z', got {lines[index][:60]!r}", index, _next_count_line(lines, index))
+        if not all(np.isfinite(xyz)):
+            return bad(f"non-finite coordinate in {lines[index].strip()[:60]!r}", index, pos + 2 + n)
         frame.symbols.append(fields[0])
         coords.append(xyz)
     frame.positions = np.asarray(coords, dtype=np.float64)
@@ -293,13 +295,19 @@ def _atomic_number(table, symbol: str) -> int:
     if clean.isdigit():
         return int(clean)
     clean = clean[:1].upper() + clean[1:].lower()
-    try:
-        z = int(table.GetAtomicNumber(clean))
-    except RuntimeError:
-        z = 0
-    if z <= 0:
+    z = _symbol_table(table).get(clean, 0)
+    if z <= 0:  # looked up in a dict: RDKit's GetAtomicNumber prints a C++ stack trace for an unknown symbol
         raise ValueError(f"unknown element symbol {symbol!r}")
     return z
+
+
+_SYMBOLS: dict[str, int] = {}
+
+
+def _symbol_table(table) -> dict[str, int]:
+    if not _SYMBOLS:
+        _SYMBOLS.update({table.GetElementSymbol(z): z for z in range(1, 119)})
+    return _SYMBOLS
 
 
 def _connectivity_only(numbers: Sequence[int], positions: np.ndarray, charge: int):

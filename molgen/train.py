@@ -11,6 +11,7 @@ same network is unconditional, single- and multi-property conditional.
 from __future__ import annotations
 
 import os
+import shutil
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -168,9 +169,27 @@ def _check_run_dir(config: GeneratorTrainConfig, run_dir: Path) -> None:
         if changed:
             raise ValueError(f"{run_dir} holds a run with a different config ({', '.join(changed)}); "
                              f"use a new run directory")
-    if distributed.is_main():
-        save_config(config, path)
-    distributed.barrier()
+
+
+def _start(config: GeneratorTrainConfig, run_dir: Path, dataset: Dataset):
+    """Model (initial weights), trainer, atom-count distribution and property values of a new or resumed run."""
+    model = build_generator(config.model, config.trainer.seed)
+    props = config.model.conditioning.properties
+    values = dataset.property_values()
+    if props:
+        model.cond.set_normalisation(values.mean(0), values.std(0))
+    if config.init_from and latest_checkpoint(run_dir) is None:
+        from molgen.checkpoint import load_generator
+
+        start_from = load_generator(config.init_from).model
+        if start_from.config != model.config:
+            raise ValueError(f"init_from={config.init_from} holds a network of another shape than this config's model")
+        model.load_state_dict(start_from.state_dict())
+    counts = AtomCountDistribution.fit(dataset.num_atoms(), values if props else None, props)
+    loader = DataLoader(dataset, batch_size=config.batch_size, shuffle=True, collate_fn=dense_batch,
+                        num_workers=config.num_workers, drop_last=len(dataset) > config.batch_size)
+    trainer = Trainer(model, make_loss_fn(config), loader, config.trainer, run_dir)
+    return model, trainer, counts, values
 
 
 def train_generator(config: GeneratorTrainConfig, run_dir: str | os.PathLike, *, dataset: Dataset | None = None,
@@ -189,22 +208,17 @@ def train_generator(config: GeneratorTrainConfig, run_dir: str | os.PathLike, *,
         data = config.data or str(default_qm9_path())
         dataset = GeneratorDataset(data, config.split, config.model.conditioning.properties, config.limit)
     _check_run_dir(config, run_dir)
-    model = build_generator(config.model, config.trainer.seed)
+    created = next((p for p in (run_dir, *run_dir.parents) if p.parent.exists() and not p.exists()), None)
+    try:
+        model, trainer, counts, values = _start(config, run_dir, dataset)
+    except BaseException:
+        if created is not None and distributed.is_main():  # a failed start leaves no half-made run directory
+            shutil.rmtree(created, ignore_errors=True)
+        raise
+    if distributed.is_main():
+        save_config(config, run_dir / "config.yaml")
+    distributed.barrier()
     props = config.model.conditioning.properties
-    values = dataset.property_values()
-    if props:
-        model.cond.set_normalisation(values.mean(0), values.std(0))
-    if config.init_from and latest_checkpoint(run_dir) is None:
-        from molgen.checkpoint import load_generator
-
-        start_from = load_generator(config.init_from).model
-        if start_from.config != model.config:
-            raise ValueError(f"init_from={config.init_from} holds a network of another shape than this config's model")
-        model.load_state_dict(start_from.state_dict())
-    counts = AtomCountDistribution.fit(dataset.num_atoms(), values if props else None, props)
-    loader = DataLoader(dataset, batch_size=config.batch_size, shuffle=True, collate_fn=dense_batch,
-                        num_workers=config.num_workers, drop_last=len(dataset) > config.batch_size)
-    trainer = Trainer(model, make_loss_fn(config), loader, config.trainer, run_dir)
     if latest_checkpoint(run_dir) is not None:
         trainer.resume()
     start = time.perf_counter()

@@ -53,6 +53,19 @@ def _parse_yaml(text: str, where: str) -> Any:
         raise ConfigError(f"{where}: invalid YAML: {err}") from err
 
 
+def _read_text(path: Path) -> str:
+    raw = path.read_bytes()
+    nul = raw.find(b"\0")
+    if nul >= 0:
+        raise ConfigError(f"{path}: a binary file (NUL byte at offset {nul}), not a YAML config")
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError as err:
+        line = raw[:err.start].count(b"\n") + 1
+        raise ConfigError(f"{path}: not UTF-8 text (line {line}, byte offset {err.start}); is it a YAML config?") \
+            from None
+
+
 def apply_overrides(data: dict, overrides: Sequence[str]) -> dict:
     """A copy of ``data`` with each ``"a.b.c=value"`` set (value parsed as a YAML scalar or list)."""
     data = copy.deepcopy(data)
@@ -84,8 +97,9 @@ def load_config(cls: type[T], source: str | os.PathLike | dict | None = None,
         path = Path(source)
         if not path.is_file():
             raise FileNotFoundError(f"config file not found: {path}")
-        data = _parse_yaml(path.read_text(encoding="utf-8"), str(path))
-        data = {} if data is None else data
+        data = _parse_yaml(_read_text(path), str(path))
+        if data is None:  # an empty or comment-only file is a truncated copy far more often than a wish for defaults
+            raise ConfigError(f"{path}: holds no settings (empty or only comments); write {{}} for all defaults")
         if not isinstance(data, dict):
             raise ConfigError(f"{path}: top level must be a mapping, got {type(data).__name__}")
     return config_from_dict(cls, apply_overrides(data, overrides))

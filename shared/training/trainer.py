@@ -82,6 +82,17 @@ class TrainerConfig:
         for name in ("checkpoint_every", "eval_every"):
             if getattr(self, name) is not None and getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1 or None, got {getattr(self, name)}")
+        for name in ("lr", "weight_decay", "lr_gamma", "min_lr_ratio", "grad_clip", "ema_decay"):
+            value = getattr(self, name)
+            if value is not None and not math.isfinite(float(value)):
+                raise ValueError(f"{name} must be a finite number, got {value}")
+        if not all(0.0 <= b < 1.0 for b in self.betas):
+            raise ValueError(f"betas must lie in [0, 1), got {self.betas}")
+        if self.ema_decay is not None and not 0.0 <= self.ema_decay < 1.0:
+            raise ValueError(f"ema_decay must lie in [0, 1) or be None, got {self.ema_decay}")
+        if self.weight_decay < 0 or self.warmup_steps < 0:
+            raise ValueError(f"weight_decay and warmup_steps must be >= 0, got {self.weight_decay}, "
+                             f"{self.warmup_steps}")
         if self.lr <= 0 or (self.grad_clip is not None and self.grad_clip <= 0):
             raise ValueError(f"lr and grad_clip must be positive, got lr={self.lr}, grad_clip={self.grad_clip}")
 
