@@ -9,6 +9,7 @@ Handlers import heavy or optional libraries lazily so that ``crysgen --help`` st
 from __future__ import annotations
 
 import argparse
+import math
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -119,6 +120,9 @@ def add_sample_parser(subparsers: argparse._SubParsersAction) -> argparse.Argume
     parser.add_argument("--symmetrize", type=_tolerance, default=None, metavar="TOL",
                         help="symmetrise each decoded crystal: pymatgen's refined structure within TOL A (e.g. "
                              "0.1); the decoded P1 cells go to OUT/unsymmetrized (default: off)")
+    parser.add_argument("--churn", type=_churn, default=None, metavar="S",
+                        help="EDM stochastic churn S_churn (0: deterministic Heun; default: the model's; see "
+                             "benchmarks/results/crysgen_ablations.md for its effect on perov-5)")
     add_common_options(parser, data_dir=False)
     parser.set_defaults(handler=_sample)
     return parser
@@ -134,7 +138,7 @@ def _sample(args: argparse.Namespace) -> int:
         result = sample_crystals(args.checkpoint, args.num, steps=args.steps, guidance=_guidance(args.guidance),
                                  guidance_scale=args.scale, seed=args.seed, batch_size=args.batch_size,
                                  device=resolve_device(args.device), progress=not args.no_progress,
-                                 symmetrize=args.symmetrize)
+                                 symmetrize=args.symmetrize, churn=args.churn)
     except SamplingError as err:
         raise UserError(str(err)) from err
     csv_path = write_samples(result, args.out)
@@ -154,6 +158,16 @@ def _tolerance(text: str) -> float:
         raise argparse.ArgumentTypeError(f"expected a tolerance in A, got {text!r}") from None
     if not value > 0:
         raise argparse.ArgumentTypeError(f"the tolerance must be > 0 A, got {value}")
+    return value
+
+
+def _churn(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number >= 0, got {text!r}") from None
+    if not (math.isfinite(value) and value >= 0):
+        raise argparse.ArgumentTypeError(f"churn must be a finite number >= 0, got {value}")
     return value
 
 

@@ -9,7 +9,9 @@ on, from the checkpoint), so that ``crysgen evaluate`` knows what to compare the
 from __future__ import annotations
 
 import csv
+import dataclasses
 import io
+import math
 import os
 import time
 from dataclasses import dataclass, field
@@ -46,13 +48,16 @@ def sample_crystals(checkpoint: str | os.PathLike | CrystalModel | None = None, 
                     steps: int | None = None, guidance: dict[str, float] | None = None,
                     guidance_scale: float = 1.0, seed: int = 0, batch_size: int = 256,
                     device: str | torch.device = "cpu", progress: bool = False,
-                    symmetrize: float | None = None) -> SampleResult:
+                    symmetrize: float | None = None, churn: float | None = None) -> SampleResult:
     """``n`` crystals from ``checkpoint`` (default: the embedded perov-5 model).
 
     ``guidance={"heat_ref": -0.5}`` conditions on raw property values (normalised with the checkpoint's
     statistics) using classifier-free guidance with ``guidance_scale`` (1: conditional model, 0: unconditional).
     ``symmetrize``: tolerance in A for symmetrising the decoded crystals (None, the default: no symmetrisation).
+    ``churn``: EDM's stochastic ``S_churn`` (0: deterministic Heun; None: the model's configured value).
     """
+    if churn is not None and not (math.isfinite(churn) and churn >= 0):
+        raise ValueError(f"churn must be a finite number >= 0, got {churn}")
     if symmetrize is not None and symmetrize <= 0:
         raise ValueError(f"symmetrize must be a tolerance > 0 A, got {symmetrize}")
     model = checkpoint if isinstance(checkpoint, CrystalModel) else load_model(checkpoint, device)
@@ -60,7 +65,10 @@ def sample_crystals(checkpoint: str | os.PathLike | CrystalModel | None = None, 
     cond = model.normalise_condition(guidance) if guidance else None
     generator = torch.Generator(device=device).manual_seed(int(seed))
     start = time.perf_counter()
-    out = sample_matrices(model.denoiser, n, model.encoder.shape, model.config.diffusion, cond=cond,
+    diffusion = model.config.diffusion
+    if churn is not None:
+        diffusion = dataclasses.replace(diffusion, S_churn=float(churn))
+    out = sample_matrices(model.denoiser, n, model.encoder.shape, diffusion, cond=cond,
                           guidance_scale=guidance_scale, steps=steps, generator=generator, batch_size=batch_size,
                           device=device, progress=progress)
     matrices = model.scaler.inverse_transform(out.samples.double().cpu()).numpy()
@@ -75,7 +83,7 @@ def sample_crystals(checkpoint: str | os.PathLike | CrystalModel | None = None, 
     settings = {"checkpoint": str(model.path), "n": n, "steps": steps or model.config.diffusion.steps,
                 "guidance": guidance or {}, "guidance_scale": guidance_scale if guidance else None, "seed": seed,
                 "batch_size": batch_size, "device": str(device), "nfe": out.nfe, "seconds": seconds,
-                "symmetrize": symmetrize, "training_data": training_data(model)}
+                "symmetrize": symmetrize, "S_churn": diffusion.S_churn, "training_data": training_data(model)}
     return SampleResult(structures, matrices, out.nfe, seconds, settings, unsymmetrized, done)
 
 

@@ -3,6 +3,7 @@
 import csv
 import json
 
+import numpy as np
 import pytest
 import torch
 
@@ -126,3 +127,19 @@ def test_load_model_errors(tmp_path):
     torch.save({"step": 1}, tmp_path / "other.pt")
     with pytest.raises(ValueError, match="not a crysgen model"):
         load_model(tmp_path / "other.pt")
+
+
+def test_churn_is_seeded_changes_the_samples_and_leaves_the_model_config(tiny_run):
+    _, path, _ = tiny_run
+    model = load_model(path)
+    assert model.config.diffusion.S_churn == 0.0
+    plain = sample_crystals(model, 4, steps=4, seed=1)
+    churned = sample_crystals(model, 4, steps=4, seed=1, churn=30.0)
+    again = sample_crystals(model, 4, steps=4, seed=1, churn=30.0)
+    assert np.array_equal(churned.matrices, again.matrices)
+    assert not np.allclose(churned.matrices, plain.matrices)
+    assert churned.settings["S_churn"] == 30.0 and plain.settings["S_churn"] == 0.0
+    assert model.config.diffusion.S_churn == 0.0
+    for bad in (-1.0, float("nan")):
+        with pytest.raises(ValueError, match="churn"):
+            sample_crystals(model, 1, steps=2, churn=bad)
