@@ -438,7 +438,7 @@ def _dft(args: argparse.Namespace) -> int:
     from graphgen.sample import read_samples
     from shared.io import atomic_write_json, atomic_write_text
 
-    items, is_molecule = read_samples(args.file)
+    items, is_molecule = read_samples(args.file, warn=lambda message: None)  # bad records are reported below
     if not is_molecule:
         raise UserError(f"{args.file} holds graphs, not molecules: dft needs a .smi/.txt/.sdf file")
     path = Path(args.file)
@@ -448,6 +448,10 @@ def _dft(args: argparse.Namespace) -> int:
         shown = ", ".join(f"{where} {k + 1}: {items[k][:40]!r}" for k in bad[:5])
         raise UserError(f"{path}: {len(bad)} unreadable {where}(s) ({shown}{', ...' if len(bad) > 5 else ''}); "
                         "pass --skip-unreadable to compute the others")
+    if bad:
+        shown = "; ".join(f"{where} {k + 1}: {items[k][:40]!r}" for k in bad[:5])
+        print(f"warning: {path}: skipped {len(bad)} unreadable {where}(s): {shown}{'; ...' if len(bad) > 5 else ''}",
+              file=sys.stderr)
     reference = _dft_reference(args.dataset, args.reference, args.data_dir, args.method)  # errors before hours of work
     hook = _dft_hook(args.method, args.optimize, args.conformers, args.force_field, args.seed)
     todo = [k for k in range(len(items)) if k not in set(bad)]
@@ -491,10 +495,10 @@ def _dft(args: argparse.Namespace) -> int:
             failed[result.reason.split(":")[0]] = failed.get(result.reason.split(":")[0], 0) + 1
     _print_distributions(summary, reference[1] if reference else "no reference")
     counts = ", ".join(f"{n} {why}" for why, n in sorted(failed.items()))
-    print(f"{n_ok}/{len(items)} ok ({sum(r.cached for r in computed)} from cache"
-          + (f"; failed: {counts}" if counts else "") + (f"; {len(bad)} unreadable" if bad else "")
+    print(f"{n_ok}/{len(todo)} ok ({sum(r.cached for r in computed)} from cache"
+          + (f"; failed: {counts}" if counts else "") + (f"; {len(bad)} unreadable skipped" if bad else "")
           + f"); wrote {prefix}.csv/.json/.sdf")
-    return 0 if n_ok == len(items) else 1
+    return 0 if n_ok == len(todo) else 1  # 1: a readable molecule failed (skipped unreadable lines do not count)
 
 
 def _csv(rows: list[dict]) -> str:

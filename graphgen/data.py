@@ -585,10 +585,15 @@ def _histogram_from_json(path: Path) -> np.ndarray:
 def _heavy_atom_counts(path: Path) -> np.ndarray:
     from rdkit import Chem, RDLogger
 
+    from graphgen.sample import sdf_record_mol
+    from shared.io import split_sdf_records
+
     RDLogger.DisableLog("rdApp.*")
     try:
         if path.suffix.lower() == ".sdf":
-            records = [(k + 1, m) for k, m in enumerate(Chem.SDMolSupplier(str(path), sanitize=False))]
+            text = path.read_bytes().decode("utf-8", errors="replace")
+            records = [(k + 1, sdf_record_mol(block, sanitize=False))
+                       for k, (_, block) in enumerate(split_sdf_records(text))]
             where = "record"
         else:
             records, where = [], "line"

@@ -8,6 +8,7 @@ networks predict the noise, score = -net / std(t); for VE they predict the score
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -104,6 +105,18 @@ class TrainConfig:
     log_every: int = 100
     checkpoint_every: int | None = 1000
     keep_last: int = 3
+
+    def __post_init__(self) -> None:
+        for name in ("lr", "weight_decay", "lr_decay", "grad_clip", "ema", "eps"):
+            value = getattr(self, name)
+            if value is not None and not math.isfinite(float(value)):
+                raise ValueError(f"train.{name} must be a finite number, got {value}")
+        if self.lr <= 0 or self.eps <= 0 or self.weight_decay < 0:
+            raise ValueError(f"train.lr and train.eps must be > 0 and weight_decay >= 0, got lr={self.lr}, "
+                             f"eps={self.eps}, weight_decay={self.weight_decay}")
+        if self.num_epochs < 1 or (self.max_steps is not None and self.max_steps < 1):
+            raise ValueError(f"train.num_epochs and train.max_steps must be >= 1, got {self.num_epochs}, "
+                             f"{self.max_steps}")
 
 
 @dataclass

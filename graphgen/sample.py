@@ -24,7 +24,7 @@ from torch import Tensor
 from graphgen.checkpoint import ModelBundle
 from graphgen.diffusion import build_system, gdss_score_fn
 from shared.numerics import flush_denormal_mode
-from shared.io import atomic_write_json, atomic_write_text
+from shared.io import atomic_write_json, atomic_write_text, split_sdf_records
 from shared.samplers import ode_sample, pc_sample, s4_sample
 
 __all__ = ["SampleOutput", "sample_graphs", "draw_node_flags", "write_samples", "read_samples"]
@@ -324,14 +324,12 @@ def _read_sdf_smiles(path: Path, warn: Callable[[str], None]) -> list[str]:
     from rdkit import Chem
     from rdkit.rdBase import BlockLogs
 
+    blocks = [block for _, block in split_sdf_records(path.read_bytes().decode("utf-8", errors="replace"))]
     with BlockLogs():  # unsanitisable records are invalid molecules, counted by the metrics, not log lines
-        mols = list(Chem.SDMolSupplier(str(path), sanitize=True))
+        mols = [sdf_record_mol(block, sanitize=True) for block in blocks]
         # a record RDKit cannot parse even unsanitised is damage to the file, not an invalid molecule
-        unparsed = set()
-        if any(m is None for m in mols):
-            raw = Chem.SDMolSupplier(str(path), sanitize=False)
-            unparsed = {k for k, (m, r) in enumerate(zip(mols, raw)) if m is None and r is None}
-    if len(unparsed) == len(mols):
+        unparsed = {k for k, m in enumerate(mols) if m is None and sdf_record_mol(blocks[k], sanitize=False) is None}
+    if not mols or len(unparsed) == len(mols):
         raise ValueError(f"{path}: no readable SDF record (is it an SDF file?)")
     if unparsed:
         numbers = sorted(k + 1 for k in unparsed)
@@ -340,6 +338,18 @@ def _read_sdf_smiles(path: Path, warn: Callable[[str], None]) -> list[str]:
         warn(f"{path}: {len(numbers)} of {len(mols)} records are not readable SDF and count as invalid "
              f"molecules: record(s) {shown}")
     return [Chem.MolToSmiles(m) if m is not None else "" for m in mols]
+
+
+def sdf_record_mol(block: str, sanitize: bool = True):
+    """The molecule of one SDF record (with its data fields), or None where RDKit cannot read it."""
+    import io
+
+    from rdkit import Chem
+
+    try:
+        return next(Chem.ForwardSDMolSupplier(io.BytesIO(block.encode()), sanitize=sanitize), None)
+    except Exception:  # noqa: BLE001 - RDKit raises for some malformed blocks instead of returning None
+        return None
 
 
 def _graphs_from_json(path: Path, text: str) -> list[nx.Graph]:

@@ -22,7 +22,7 @@ from typing import Iterator, Sequence
 import numpy as np
 
 from molgen.representation import ATOM_TYPES, ATOMIC_NUMBERS, MolBatch
-from shared.io import UnreadableRecord
+from shared.io import UnreadableRecord, split_sdf_records
 
 __all__ = ["MoleculeFile", "SkippedRecord", "read_molecules", "read_xyz_frames", "molecules_to_batch",
            "SUPPORTED_SUFFIXES"]
@@ -116,43 +116,50 @@ def molecules_to_batch(mols: Sequence) -> MolBatch:
 
 
 def _read_sdf(path: Path, on_error: str) -> MoleculeFile:
-    from rdkit import Chem, RDLogger
+    from rdkit import RDLogger
 
-    RDLogger.DisableLog("rdApp.*")
     try:
-        supplier = Chem.ForwardSDMolSupplier(str(path), sanitize=False, removeHs=False, strictParsing=True)
-        records = list(supplier)
+        text = path.read_bytes().decode("utf-8", errors="replace")
     except OSError as exc:
         raise ValueError(f"{path}: cannot read as SDF ({exc})") from None
-    finally:
-        RDLogger.EnableLog("rdApp.error")
-    if not records:
+    blocks = split_sdf_records(text)
+    if not blocks:
         raise ValueError(f"{path}: no molecule records found (is it an SDF/MOL file?)")
     out = MoleculeFile(path, [], [])
-    starts = _sdf_record_lines(path)
-    for k, mol in enumerate(records):
-        line = starts[k] if k < len(starts) else None
-        reason = None
-        if mol is None:
-            reason = "unparsable record"
-        elif mol.GetNumAtoms() == 0:
-            reason = "no atoms"
-        elif mol.GetNumConformers() == 0:
-            reason = "no coordinates"
-        if reason is not None:
-            _fail(out, SkippedRecord(k + 1, reason, line), on_error)
-            continue
-        for atom in mol.GetAtoms():
-            atom.SetNoImplicit(True)  # hydrogens are explicit in 3D files; never cap open valences
-        mol.UpdatePropertyCache(strict=False)
-        out._add(mol, mol.GetProp("_Name") if mol.HasProp("_Name") else "", k, line)
+    RDLogger.DisableLog("rdApp.*")
+    try:
+        for k, (line, block) in enumerate(blocks):
+            mol = _parse_sdf_block(block)
+            reason = None
+            if mol is None:
+                reason = "unparsable record"
+            elif mol.GetNumAtoms() == 0:
+                reason = "no atoms"
+            elif mol.GetNumConformers() == 0:
+                reason = "no coordinates"
+            if reason is not None:
+                _fail(out, SkippedRecord(k + 1, reason, line), on_error)
+                continue
+            for atom in mol.GetAtoms():
+                atom.SetNoImplicit(True)  # hydrogens are explicit in 3D files; never cap open valences
+            mol.UpdatePropertyCache(strict=False)
+            out._add(mol, mol.GetProp("_Name") if mol.HasProp("_Name") else "", k, line)
+    finally:
+        RDLogger.EnableLog("rdApp.error")
     return out
 
 
-def _sdf_record_lines(path: Path) -> list[int]:
-    """First line (from 1) of each record: records end with a ``$$$$`` line."""
-    lines = path.read_text(encoding="utf-8", errors="replace").splitlines()
-    return [1] + [number + 1 for number, line in enumerate(lines, start=1) if line.strip() == "$$$$"]
+def _parse_sdf_block(block: str):
+    import io
+
+    from rdkit import Chem
+
+    supplier = Chem.ForwardSDMolSupplier(io.BytesIO(block.encode()), sanitize=False, removeHs=False,
+                                         strictParsing=True)
+    try:
+        return next(supplier, None)
+    except Exception:  # noqa: BLE001 - RDKit raises for some malformed blocks instead of returning None
+        return None
 
 
 # --- XYZ ------------------------------------------------------------------------------------------------------

@@ -73,3 +73,21 @@ def _json_default(obj: Any) -> Any:
     if isinstance(obj, os.PathLike):
         return os.fspath(obj)
     raise TypeError(f"object of type {type(obj).__name__} is not JSON serialisable")
+
+
+def split_sdf_records(text: str) -> list[tuple[int, str]]:
+    """``(first line, text)`` of each record of an SDF file (lines counted from 1), split at ``$$$$`` lines.
+
+    Split here rather than by RDKit's suppliers: after a broken record they resynchronise past the *next*
+    ``$$$$`` and so silently drop the good molecule that follows. A last record without ``$$$$`` (a MOL file)
+    is kept; trailing blank lines are not a record.
+    """
+    records, current, start = [], [], 1
+    for number, line in enumerate(text.splitlines(), start=1):
+        current.append(line)
+        if line.strip() == "$$$$":
+            records.append((start, "\n".join(current) + "\n"))
+            current, start = [], number + 1
+    if any(line.strip() for line in current):
+        records.append((start, "\n".join(current) + "\n"))
+    return records
