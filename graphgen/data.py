@@ -585,7 +585,7 @@ def _histogram_from_json(path: Path) -> np.ndarray:
 def _heavy_atom_counts(path: Path) -> np.ndarray:
     from rdkit import Chem, RDLogger
 
-    from graphgen.sample import sdf_record_mol
+    from graphgen.representation import sdf_record_mol
     from shared.io import split_sdf_records
 
     RDLogger.DisableLog("rdApp.*")

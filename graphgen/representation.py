@@ -19,6 +19,7 @@ from rdkit import Chem
 from rdkit.rdBase import BlockLogs
 
 __all__ = [
+    "sdf_record_mol",
     "QM9_ATOMS",
     "ZINC250K_ATOMS",
     "BOND_TYPES",
@@ -237,3 +238,15 @@ def degree_features(adj: torch.Tensor, max_feat_num: int, flags: torch.Tensor | 
     if flags is None:
         flags = (adj.abs().sum(dim=-1) > 0).to(adj.dtype)
     return x * flags[..., None]
+
+
+def sdf_record_mol(block: str, sanitize: bool = True):
+    """The molecule of one SDF record (with its data fields), or None where RDKit cannot read it."""
+    import io
+
+    from rdkit import Chem
+
+    try:
+        return next(Chem.ForwardSDMolSupplier(io.BytesIO(block.encode()), sanitize=sanitize), None)
+    except Exception:  # noqa: BLE001 - RDKit raises for some malformed blocks instead of returning None
+        return None

@@ -324,6 +324,8 @@ def _read_sdf_smiles(path: Path, warn: Callable[[str], None]) -> list[str]:
     from rdkit import Chem
     from rdkit.rdBase import BlockLogs
 
+    from graphgen.representation import sdf_record_mol
+
     blocks = [block for _, block in split_sdf_records(path.read_bytes().decode("utf-8", errors="replace"))]
     with BlockLogs():  # unsanitisable records are invalid molecules, counted by the metrics, not log lines
         mols = [sdf_record_mol(block, sanitize=True) for block in blocks]
@@ -338,18 +340,6 @@ def _read_sdf_smiles(path: Path, warn: Callable[[str], None]) -> list[str]:
         warn(f"{path}: {len(numbers)} of {len(mols)} records are not readable SDF and count as invalid "
              f"molecules: record(s) {shown}")
     return [Chem.MolToSmiles(m) if m is not None else "" for m in mols]
-
-
-def sdf_record_mol(block: str, sanitize: bool = True):
-    """The molecule of one SDF record (with its data fields), or None where RDKit cannot read it."""
-    import io
-
-    from rdkit import Chem
-
-    try:
-        return next(Chem.ForwardSDMolSupplier(io.BytesIO(block.encode()), sanitize=sanitize), None)
-    except Exception:  # noqa: BLE001 - RDKit raises for some malformed blocks instead of returning None
-        return None
 
 
 def _graphs_from_json(path: Path, text: str) -> list[nx.Graph]:
