@@ -39,6 +39,7 @@ __all__ = [
 
 FORMAT_VERSION = 1
 _NAME_RE = re.compile(r"^ckpt-(\d+)\.pt$")
+_TEMP_RE = re.compile(r"^\.ckpt-\d+\.pt\..+\.tmp$")  # shared.io.atomic_write's temporaries
 # exact types: a str/int subclass (e.g. torch's TorchVersion) is pickled as its class and breaks weights_only
 _SCALARS = (str, int, float, bool, type(None), torch.dtype, torch.device, torch.Size)
 
@@ -147,10 +148,15 @@ def latest_checkpoint(directory: str | os.PathLike) -> Path | None:
 
 
 def prune_checkpoints(directory: str | os.PathLike, keep_last: int) -> list[Path]:
-    """Delete all but the ``keep_last`` newest checkpoints; returns the deleted paths."""
+    """Delete all but the ``keep_last`` newest checkpoints; returns the deleted paths.
+
+    Temporary files of writes that never finished (a process killed while saving) go too: the trainer calls this
+    right after its own save, and one run has one writer, so no such file is still being written."""
     if keep_last < 1:
         raise ValueError(f"keep_last must be >= 1, got {keep_last}")
     doomed = list_checkpoints(directory)[:-keep_last]
+    if Path(directory).is_dir():
+        doomed += sorted(p for p in Path(directory).iterdir() if _TEMP_RE.match(p.name) and p.is_file())
     for path in doomed:
         path.unlink(missing_ok=True)
     return doomed

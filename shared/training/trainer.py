@@ -17,6 +17,9 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import signal
+import sys
+import threading
 import time
 import warnings
 from collections.abc import Callable, Iterable, Iterator
@@ -161,6 +164,34 @@ def _resolve_device(name: str) -> torch.device:
     if device.type == "cuda" and device.index is None:
         device = torch.device("cuda", distributed.get_local_rank())
     return device
+
+
+class _StopAtStepBoundary:
+    """Ctrl-C during training: the first one lets the step in flight finish (the loop then writes a checkpoint and
+    raises ``KeyboardInterrupt``), a second one interrupts at once. A step cut in half (say, between the optimizer
+    update and the EMA update) must never be saved. Only where Python's own SIGINT handler is in place (main thread,
+    nobody else handling Ctrl-C) and in one process: under DDP every rank would have to stop at the same step."""
+
+    def __init__(self, enabled: bool) -> None:
+        self.enabled = enabled and threading.current_thread() is threading.main_thread()
+        self.requested = False
+
+    def __enter__(self) -> _StopAtStepBoundary:
+        if self.enabled and signal.getsignal(signal.SIGINT) is signal.default_int_handler:
+            signal.signal(signal.SIGINT, self._handle)
+        else:
+            self.enabled = False
+        return self
+
+    def _handle(self, signum, frame) -> None:
+        if self.requested:
+            raise KeyboardInterrupt
+        self.requested = True
+        sys.stderr.write("\ninterrupt: stopping after this step to save a checkpoint (Ctrl-C again to stop now)\n")
+
+    def __exit__(self, *exc) -> None:
+        if self.enabled:
+            signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
 class Trainer:
@@ -343,26 +374,32 @@ class Trainer:
         bar = tqdm(total=cfg.max_steps, initial=self.step, disable=not (cfg.progress and distributed.is_main()),
                    dynamic_ncols=True, desc="train")
         self._window, self._window_start = {}, time.perf_counter()
-        try:
-            while self.step < end:
-                stats = self._train_step(self._next_batch())
-                self.step += 1
-                for key, value in (stats or {}).items():
-                    self._window.setdefault(key, []).append(value)
-                bar.update(1)
-                if self.step % cfg.log_every == 0:
-                    record = self._log_window()
-                    bar.set_postfix(loss=f"{record.get('loss', float('nan')):.4g}")
-                if cfg.eval_every and self.step % cfg.eval_every == 0:
-                    self.evaluate()
-                if cfg.checkpoint_every and self.step % cfg.checkpoint_every == 0:
+        stop = _StopAtStepBoundary(self.world_size == 1)
+        with stop:
+            try:
+                while self.step < end and not stop.requested:
+                    stats = self._train_step(self._next_batch())
+                    self.step += 1
+                    for key, value in (stats or {}).items():
+                        self._window.setdefault(key, []).append(value)
+                    bar.update(1)
+                    if self.step % cfg.log_every == 0:
+                        record = self._log_window()
+                        bar.set_postfix(loss=f"{record.get('loss', float('nan')):.4g}")
+                    if cfg.eval_every and self.step % cfg.eval_every == 0:
+                        self.evaluate()
+                    if cfg.checkpoint_every and self.step % cfg.checkpoint_every == 0:
+                        self.save_checkpoint()
+                if self._window:
+                    self._log_window()
+                if self._last_saved != self.step:
                     self.save_checkpoint()
-            if self._window:
-                self._log_window()
-            if self._last_saved != self.step:
-                self.save_checkpoint()
-        finally:
-            bar.close()
+            finally:
+                bar.close()
+        if stop.requested:
+            sys.stderr.write(f"interrupt: checkpoint of step {self.step} saved in {self.checkpoint_dir}; "
+                             "rerun the same command to resume\n")
+            raise KeyboardInterrupt
         return {"step": self.step, "epoch": self.epoch, "nonfinite_skipped": self.nonfinite_total}
 
     def _log_window(self) -> dict[str, Any]:

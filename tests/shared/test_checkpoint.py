@@ -13,7 +13,7 @@ from shared.io import atomic_write
 from shared.seeding import capture_rng_state, make_generator, restore_rng_state, seed_everything
 from shared.training import (EMA, CheckpointError, build_lr_scheduler, latest_checkpoint, load_checkpoint,
                              prune_checkpoints, restore_checkpoint, save_checkpoint)
-from shared.training.checkpoint import FORMAT_VERSION, checkpoint_path, list_checkpoints
+from shared.training.checkpoint import FORMAT_VERSION, checkpoint_path
 
 
 def _draw() -> tuple:
@@ -138,7 +138,8 @@ def test_latest_and_rotation(tmp_path):
     assert latest_checkpoint(tmp_path) == ckpts / "ckpt-00000100.pt"  # run dir -> checkpoints/
     assert latest_checkpoint(ckpts) == ckpts / "ckpt-00000100.pt"
     deleted = prune_checkpoints(ckpts, keep_last=2)
-    assert [p.name for p in deleted] == ["ckpt-00000005.pt"]
-    assert [p.name for p in list_checkpoints(ckpts)] == ["ckpt-00000020.pt", "ckpt-00000100.pt"]
+    # the leftover of a killed write goes with the pruned ones
+    assert [p.name for p in deleted] == ["ckpt-00000005.pt", ".ckpt-00000999.pt.abc.tmp"]
+    assert sorted(p.name for p in ckpts.iterdir()) == ["ckpt-00000020.pt", "ckpt-00000100.pt"]
     with pytest.raises(ValueError, match="keep_last"):
         prune_checkpoints(ckpts, 0)

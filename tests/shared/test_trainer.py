@@ -104,6 +104,52 @@ def test_resume_from_periodic_checkpoint_after_crash(straight, tmp_path):
     assert len(steps) == len(set(steps)), "duplicated log records after resume"
 
 
+def _ctrl_c_at(step: int, presses: int = 1):
+    """A loss that sends this process SIGINT ``presses`` times while computing step ``step`` (1-based)."""
+    import os
+    import signal
+
+    calls = {"n": 0}
+
+    def loss(model, batch, generator):
+        calls["n"] += 1
+        value = denoising_loss(model, batch, generator)
+        if calls["n"] == step:
+            for _ in range(presses):
+                os.kill(os.getpid(), signal.SIGINT)  # the handler runs at once, between two bytecodes
+        return value
+
+    return loss
+
+
+def test_ctrl_c_finishes_the_step_saves_it_and_resumes_exactly(straight, tmp_path, capfd):
+    import signal
+
+    reference, _, _ = straight
+    trainer = make_trainer(tmp_path)
+    trainer.loss_fn = _ctrl_c_at(9)
+    with pytest.raises(KeyboardInterrupt):
+        trainer.train()
+    assert trainer.step == 9 and (tmp_path / "checkpoints" / "ckpt-00000009.pt").is_file()
+    assert "checkpoint of step 9 saved" in capfd.readouterr().err
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # Python's own handler is back
+    resumed = make_trainer(tmp_path, init_seed=42)
+    assert resumed.resume(tmp_path) == 9
+    resumed.train()
+    assert_same_weights(reference, resumed)  # the interrupted step was whole: nothing lost, nothing twice
+    steps = [(r["split"], r["step"]) for r in map(json.loads, (tmp_path / "log.jsonl").open())]
+    assert len(steps) == len(set(steps))
+
+
+def test_second_ctrl_c_stops_at_once_without_a_checkpoint(tmp_path):
+    trainer = make_trainer(tmp_path)
+    trainer.loss_fn = _ctrl_c_at(9, presses=2)
+    with pytest.raises(KeyboardInterrupt):
+        trainer.train()
+    assert trainer.step == 8  # step 9 was abandoned in the middle, so it is neither counted nor saved
+    assert sorted(p.name for p in (tmp_path / "checkpoints").iterdir()) == ["ckpt-00000006.pt"]
+
+
 def test_logs_and_eval_written(straight):
     trainer, summary, run = straight
     assert summary == {"step": 17, "epoch": 3, "nonfinite_skipped": 0}
