@@ -117,25 +117,27 @@ def sample_matrices(denoiser: CrystalDenoiser, n: int, shape: tuple[int, int], c
         from tqdm.auto import tqdm
 
         bar = tqdm(total=n, desc="sampling", unit="crystal")
-    for start in starts:
-        count = min(batch_size, n - start)
-        fn: Callable[..., Tensor] = denoiser
-        if cond is not None:
-            part = cond[start:start + count]
-            fn = (lambda x, s, c=part: denoiser(x, s, c)) if guidance_scale == 1.0 else \
-                ClassifierFreeGuidance(denoiser, guidance_scale, NULL_COND, cond=part)
-        checked = _nan_checked(fn)
-        latents = torch.randn((count, *shape), generator=generator, device=device)
-        out = edm_sampler(checked, latents, num_steps=steps or config.steps, sigma_min=config.sigma_min,
-                          sigma_max=config.sigma_max, rho=config.rho, S_churn=config.S_churn, S_min=config.S_min,
-                          S_max=float("inf") if config.S_max is None else config.S_max, S_noise=config.S_noise,
-                          generator=generator)
-        chunks.append(out.samples.masked_fill(denoiser.padding_mask, -1.0))
-        nfe = out.nfe
+    try:
+        for start in starts:
+            count = min(batch_size, n - start)
+            fn: Callable[..., Tensor] = denoiser
+            if cond is not None:
+                part = cond[start:start + count]
+                fn = (lambda x, s, c=part: denoiser(x, s, c)) if guidance_scale == 1.0 else \
+                    ClassifierFreeGuidance(denoiser, guidance_scale, NULL_COND, cond=part)
+            checked = _nan_checked(fn)
+            latents = torch.randn((count, *shape), generator=generator, device=device)
+            out = edm_sampler(checked, latents, num_steps=steps or config.steps, sigma_min=config.sigma_min,
+                              sigma_max=config.sigma_max, rho=config.rho, S_churn=config.S_churn, S_min=config.S_min,
+                              S_max=float("inf") if config.S_max is None else config.S_max, S_noise=config.S_noise,
+                              generator=generator)
+            chunks.append(out.samples.masked_fill(denoiser.padding_mask, -1.0))
+            nfe = out.nfe
+            if bar is not None:
+                bar.update(count)
+    finally:  # also on Ctrl-C: the bar ends its line before the interrupt message
         if bar is not None:
-            bar.update(count)
-    if bar is not None:
-        bar.close()
+            bar.close()
     return EDMSampleResult(samples=torch.cat(chunks), nfe=nfe)
 
 

@@ -20,9 +20,11 @@ from typing import Any
 
 from shared.io import UnreadableRecord
 
-__all__ = ["SkippedStructure", "StructureSet", "read_structures", "parse_cif_text", "sample_metadata"]
+__all__ = ["UNFINISHED_MARKER", "SkippedStructure", "StructureSet", "read_structures", "parse_cif_text",
+           "sample_metadata"]
 
 _SUMMARY_COLUMNS = {"index", "decoded"}
+UNFINISHED_MARKER = ".crysgen-sample-unfinished"  # in a sample directory while crysgen.sample writes it
 
 
 @dataclass(frozen=True)
@@ -173,6 +175,9 @@ def _read_csv(path: Path, on_error: str) -> StructureSet:
 
 
 def _read_directory(folder: Path, on_error: str) -> StructureSet:
+    if (folder / UNFINISHED_MARKER).is_file():
+        raise ValueError(f"{folder} holds an unfinished sample set: crysgen sample was stopped while writing it "
+                         f"(sample again into it, or delete {UNFINISHED_MARKER} to read its CIFs as they are)")
     summary = folder / "summary.csv"
     if summary.is_file():
         return _read_sample_directory(folder, summary, on_error)

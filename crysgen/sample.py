@@ -23,6 +23,7 @@ import torch
 
 from crysgen.checkpoint import CrystalModel, load_model
 from crysgen.diffusion import sample_matrices
+from crysgen.io import UNFINISHED_MARKER
 from crysgen.representation import write_cifs
 from shared.io import atomic_write_json, atomic_write_text
 
@@ -122,11 +123,26 @@ def summary_rows(structures: list, validity: bool = True, symmetrized: list[bool
 
 def write_samples(result: SampleResult, out_dir: str | os.PathLike, validity: bool = True) -> Path:
     """CIFs (``sample_00000.cif``...), ``summary.csv`` and ``sampling.json`` in ``out_dir`` (and the decoded
-    cells in ``unsymmetrized/`` when the samples were symmetrised); returns the CSV."""
+    cells in ``unsymmetrized/`` when the samples were symmetrised); returns the CSV.
+
+    Many files cannot be replaced in one step, so a marker (``UNFINISHED_MARKER``) says "being written" until
+    ``summary.csv``, written last, is in place: readers refuse a marked directory, and an interrupted write is never
+    taken for a finished sample set (old or new). CIFs of an earlier sample set in ``out_dir`` that this one does
+    not overwrite are removed, so the directory holds one sample set."""
     out_dir = Path(out_dir)
-    write_cifs(result.structures, out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    marker = out_dir / UNFINISHED_MARKER
+    earlier = (out_dir / "summary.csv").is_file() or marker.is_file()  # a sample set, finished or not, was here
+    atomic_write_text(marker, "crysgen sample was stopped while writing this directory: sample again\n")
+    for name in ("summary.csv", "sampling.json"):
+        (out_dir / name).unlink(missing_ok=True)
+    written = {p.name for p in write_cifs(result.structures, out_dir)}
     if result.unsymmetrized is not None:
-        write_cifs(result.unsymmetrized, out_dir / "unsymmetrized")
+        written |= {f"unsymmetrized/{p.name}" for p in write_cifs(result.unsymmetrized, out_dir / "unsymmetrized")}
+    if earlier:
+        for stale in [*out_dir.glob("sample_*.cif"), *out_dir.glob("unsymmetrized/sample_*.cif")]:
+            if str(stale.relative_to(out_dir)) not in written:
+                stale.unlink()
     rows = summary_rows(result.structures, validity, result.symmetrized)
     columns = ["index", "decoded", "formula", "n_sites", "volume", "density", "space_group"]
     columns += ["symmetrized"] if result.symmetrized is not None else []
@@ -135,6 +151,7 @@ def write_samples(result: SampleResult, out_dir: str | os.PathLike, validity: bo
     writer = csv.DictWriter(buffer, fieldnames=columns, restval="")
     writer.writeheader()
     writer.writerows(rows)
-    path = atomic_write_text(out_dir / "summary.csv", buffer.getvalue())
     atomic_write_json(out_dir / "sampling.json", {**result.settings, "n_decoded": result.n_decoded})
+    path = atomic_write_text(out_dir / "summary.csv", buffer.getvalue())
+    marker.unlink()
     return path

@@ -264,13 +264,23 @@ def run_cli(parser: argparse.ArgumentParser, argv: Sequence[str] | None = None) 
     except USER_ERRORS as exc:
         if debug:
             raise
+        _close_progress_bars()
         print(f"{parser.prog}: error: {_one_line(exc)}", file=sys.stderr)
         return EXIT_USER_ERROR
     except KeyboardInterrupt:
         if debug:
             raise
+        _close_progress_bars()
         print(f"{parser.prog}: interrupted", file=sys.stderr)
         return EXIT_INTERRUPTED
+
+
+def _close_progress_bars() -> None:
+    """End the lines of progress bars a stopped computation left open, so the message starts on its own line."""
+    from tqdm import tqdm
+
+    for bar in list(getattr(tqdm, "_instances", ())):
+        bar.close()
 
 
 def _one_line(exc: BaseException) -> str:

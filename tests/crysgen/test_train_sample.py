@@ -110,6 +110,42 @@ def test_sample_round_trip_is_seeded_and_writes_files(tiny_run, tmp_path):
     assert json.loads((tmp_path / "sampling.json").read_text())["seed"] == 5
 
 
+def test_an_interrupted_write_is_never_read_as_a_finished_sample_set(tiny_run, tmp_path, monkeypatch):
+    import crysgen.representation
+    from crysgen.io import UNFINISHED_MARKER, read_structures
+
+    _, path, _ = tiny_run
+    model = load_model(path)
+    big = sample_crystals(model, 8, steps=3, seed=5)
+    small = sample_crystals(model, 3, steps=3, seed=6)
+    assert big.n_decoded > small.n_decoded >= 1
+    write_samples(big, tmp_path)
+    first = read_structures(tmp_path)
+    assert len(first.structures) == 8
+
+    real, calls = crysgen.representation.atomic_write_text, {"n": 0}
+
+    def interrupted(target, text):  # Ctrl-C while the first CIF of the new set is written
+        calls["n"] += 1
+        if calls["n"] == 1:
+            raise KeyboardInterrupt
+        return real(target, text)
+
+    monkeypatch.setattr(crysgen.representation, "atomic_write_text", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        write_samples(small, tmp_path)
+    monkeypatch.setattr(crysgen.representation, "atomic_write_text", real)
+    assert (tmp_path / UNFINISHED_MARKER).is_file() and not (tmp_path / "summary.csv").exists()
+    with pytest.raises(ValueError, match="unfinished sample set"):
+        read_structures(tmp_path)  # neither the old set nor a mixture of the two
+
+    write_samples(small, tmp_path)  # sampling again into the directory repairs it
+    again = read_structures(tmp_path)
+    assert len(again.structures) == 3 and not (tmp_path / UNFINISHED_MARKER).exists()
+    # the earlier set's extra CIFs are gone: the directory holds one sample set
+    assert len(list(tmp_path.glob("sample_*.cif"))) == small.n_decoded
+
+
 def test_guided_sampling_and_condition_errors(tiny_run):
     _, path, _ = tiny_run
     model = load_model(path)
