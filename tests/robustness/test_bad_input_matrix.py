@@ -261,7 +261,8 @@ CASES = {
                                              ["skipped 5 unreadable", "binary.cif", "empty_loop.cif", "nan_cell.cif",
                                               "plain.cif", "unknown.cif"], check=_crysgen_metrics(2)),
     "crysgen-evaluate-csv-mixed": Case("crysgen", [*CRYS_EVAL, "--skip-unreadable"],
-                                       {"gen.csv": lambda: f'cif\n"{_cif(_copper())}"\ngarbage\n"{_bad_cif("nan_cell.cif")}"\n'},
+                                       {"gen.csv": lambda: f'cif\n"{_cif(_copper())}"\ngarbage\n'
+                                                           f'"{_bad_cif("nan_cell.cif")}"\n'},
                                        0, ["row 2", "row 3", "non-finite cell"], check=_crysgen_metrics(1)),
     "crysgen-evaluate-csv-binary": Case("crysgen", CRYS_EVAL, {"gen.csv": BINARY}, 2, ["gen.csv"],
                                         out="metrics.json"),
