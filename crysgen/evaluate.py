@@ -198,13 +198,26 @@ def _library_versions() -> str:
     return ",".join(out)
 
 
+def _read_list(path: Path, length: int) -> list | None:
+    """A cached JSON list of ``length`` values; None when missing, unreadable or truncated (then recomputed)."""
+    try:
+        values = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+    return values if isinstance(values, list) and len(values) == length else None
+
+
 class CrystalBatch:
     """A list of structures (None = failed to decode) with lazily computed, cached per-crystal quantities.
 
     With ``cache_dir``, each quantity (validity checks, fingerprints, space groups) is also stored on disk as
     JSON, keyed by the structures' content hash and the versions of the libraries that compute it, so a
-    reference set (e.g. perov-5 test, ~7 CPU-minutes of CrystalNN fingerprints) is computed once.
+    reference set (e.g. perov-5 test, ~7 CPU-minutes of CrystalNN fingerprints) is computed once. While a quantity
+    is computed, every finished block of crystals (``block_size``; default about an eighth of the set, 8 to 128) is
+    stored too, so an interrupted computation resumes from its last finished block.
     """
+
+    block_size: int | None = None
 
     def __init__(self, structures: Iterable[Any], executor: Executor | None = None, chunksize: int = 16,
                  cache_dir: str | os.PathLike | None = None, progress: bool = False, label: str = ""):
@@ -238,27 +251,50 @@ class CrystalBatch:
         if name in self._cache:
             return self._cache[name]
         path = self._disk_path(name)
-        if path is not None and path.is_file():
-            try:
-                values = json.loads(path.read_text())
-                if isinstance(values, list) and len(values) == len(self.structures):
-                    self._cache[name] = values
-                    return values
-            except (OSError, ValueError):
-                pass  # unreadable or truncated cache file: recompute and overwrite it
-        if self.executor is None:
-            mapped = map(fn, self.structures)
-        else:
-            mapped = self.executor.map(fn, self.structures, chunksize=self.chunksize)
-        if self.progress and self.structures:
+        values = _read_list(path, len(self.structures)) if path is not None else None
+        if values is not None:
+            self._cache[name] = values
+            return values
+        n = len(self.structures)
+        # about 8 blocks (8 to 128 crystals each): an interrupt loses at most one block's work; with workers, a
+        # block keeps all of them busy
+        workers = getattr(self.executor, "_max_workers", 1) if self.executor is not None else 1
+        block = self.block_size or max(min(128, max(8, -(-n // 8))), 4 * workers * self.chunksize * (workers > 1))
+        block = block if path is not None else max(n, 1)
+        chunksize = max(1, min(self.chunksize, block // (2 * workers)))
+        starts = range(0, n, block)
+        parts = [None if path is None else path.with_name(f"{path.stem}.part-{a}-{min(a + block, n)}.json")
+                 for a in starts]
+        blocks = [None if part is None else _read_list(part, min(block, n - a)) for a, part in zip(starts, parts)]
+        bar = None
+        if self.progress and n:
             from tqdm.auto import tqdm
 
-            desc = f"{self.label} {name}".strip()
-            mapped = tqdm(mapped, total=len(self.structures), desc=desc, unit="crystal")
-        values = list(mapped)
+            bar = tqdm(total=n, initial=sum(len(b) for b in blocks if b is not None), unit="crystal",
+                       desc=f"{self.label} {name}".strip())
+        try:
+            for k, start in enumerate(starts):
+                if blocks[k] is not None:
+                    continue
+                chunk = self.structures[start:start + block]
+                mapped = map(fn, chunk) if self.executor is None else \
+                    self.executor.map(fn, chunk, chunksize=chunksize)
+                blocks[k] = []
+                for value in mapped:
+                    blocks[k].append(value)
+                    if bar is not None:
+                        bar.update(1)
+                if parts[k] is not None and k < len(parts) - 1:  # the last block goes straight into the whole file
+                    atomic_write_json(parts[k], blocks[k], indent=None)
+        finally:  # also on Ctrl-C: the bar ends its line
+            if bar is not None:
+                bar.close()
+        values = [value for b in blocks for value in b]
         self._cache[name] = values
         if path is not None:
             atomic_write_json(path, values, indent=None)
+            for part in path.parent.glob(f"{path.stem}.part-*.json"):
+                part.unlink(missing_ok=True)
         return values
 
     @property

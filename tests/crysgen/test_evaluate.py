@@ -233,3 +233,32 @@ def test_no_valid_generated_crystal_gives_zero_coverage_not_an_error(reference_s
     out = evaluate_crystals([None, too_close], reference=reference_set, dataset="perov_5")
     assert out["metrics"]["valid"] == 0
     assert out["metrics"]["cov_recall"] == 0 and out["metrics"]["cov_precision"] == 0
+
+
+def test_an_interrupted_quantity_resumes_from_its_last_finished_block(tmp_path):
+    from crysgen.testing import carbon_set
+
+    structures = carbon_set(10, seed=0)
+    calls = []
+
+    def n_sites(structure):  # stands in for the fingerprints; Ctrl-C arrives at the 7th crystal
+        calls.append(1)
+        if len(calls) == 7:
+            raise KeyboardInterrupt
+        return len(structure)
+
+    batch = CrystalBatch(structures, cache_dir=tmp_path)
+    batch.block_size = 4
+    with pytest.raises(KeyboardInterrupt):
+        batch._map("n_sites", n_sites)
+    assert [p.name.split(".")[-2] for p in tmp_path.iterdir()] == ["part-0-4"]  # one finished block kept
+
+    calls.clear()
+    again = CrystalBatch(structures, cache_dir=tmp_path)
+    again.block_size = 4
+    assert again._map("n_sites", n_sites) == [len(s) for s in structures]
+    assert len(calls) == 6  # crystals 5-10: the finished block was not computed again
+    assert [p.suffix for p in tmp_path.iterdir()] == [".json"] and "part" not in next(tmp_path.iterdir()).name
+    calls.clear()
+    assert CrystalBatch(structures, cache_dir=tmp_path)._map("n_sites", n_sites) == [len(s) for s in structures]
+    assert not calls  # the whole quantity now comes from its file

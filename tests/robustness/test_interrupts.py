@@ -201,6 +201,47 @@ def test_molgen_evaluate_sigkill_keeps_the_previous_file(tmp_path):
     assert (tmp_path / "mols.metrics.json").read_text() == OLD and not _leftovers(tmp_path, "mols.metrics.json")
 
 
+# ------------------------------------------------------------------------------------------ crysgen evaluate
+def _crysgen_evaluate(tmp_path: Path) -> list[str]:
+    """Carbon crystals against a small carbon dataset, with COV (CrystalNN fingerprints: about 0.3 s a crystal)."""
+    from crysgen.data import write_cdvae_csv
+    from crysgen.testing import carbon_set
+
+    (tmp_path / "data").mkdir()
+    for split, n, seed in [("train", 6, 0), ("test", 16, 1)]:
+        names = [f"{split}-{i}" for i in range(n)]
+        write_cdvae_csv(tmp_path / "data" / f"{split}.csv", carbon_set(n, seed=seed), names)
+    (tmp_path / "gen").mkdir()
+    for i, structure in enumerate(carbon_set(6, seed=7)):
+        structure.to(filename=str(tmp_path / "gen" / f"c{i}.cif"))
+    return [sys.executable, "-m", "crysgen.cli", "evaluate", "gen", "--dataset", "data", "--cov-cutoffs", "0.2", "4",
+            "--out", "metrics.json", "--threads", "1"]
+
+
+@pytest.mark.timeout(150)
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGKILL], ids=["sigint", "sigkill"])
+def test_crysgen_evaluate_interrupted_keeps_the_old_file_and_the_finished_quantities(tmp_path, sig):
+    cmd = _crysgen_evaluate(tmp_path)
+    (tmp_path / "metrics.json").write_text(OLD)
+    env = {"HOME": str(tmp_path / "home")}  # a cold fingerprint cache
+    cache = tmp_path / "home" / ".cache" / "scoregen" / "fingerprints"
+    first_block = lambda: bool(list(cache.glob("crystal-fingerprints-*.part-0-8.json")))  # noqa: E731
+    code, _, err = _run_until(cmd, tmp_path, first_block, sig, env=env, startup_s=120)
+    if sig == signal.SIGINT:
+        _assert_one_line_interrupt(code, err, "crysgen", "%|", "dataset: data")
+    else:
+        assert code == -signal.SIGKILL
+    assert (tmp_path / "metrics.json").read_text() == OLD and not _leftovers(tmp_path, "metrics.json")
+    again = subprocess.run(cmd, cwd=tmp_path, capture_output=True, text=True, timeout=120,
+                           env={**os.environ, "OMP_NUM_THREADS": "1", **env})
+    assert again.returncode == 0, again.stderr[-2000:]
+    assert "cov_recall" in (tmp_path / "metrics.json").read_text()
+    # the reference's first block of fingerprints (8 of 16) was finished before the interrupt: not computed again
+    bars = [line for line in again.stderr.replace("\r", "\n").splitlines() if "reference fingerprints" in line]
+    assert bars and " 8/16 " in bars[0], bars[:2]
+    assert not list(cache.glob("*.part-*"))  # once the quantity is whole, its blocks are removed
+
+
 # -------------------------------------------------------------------------- interrupted while the file is written
 def test_interrupt_while_writing_leaves_the_old_file_and_no_temporary(tmp_path, monkeypatch):
     """Ctrl-C in the middle of writing samples: the final name keeps its old contents, the temporary is removed."""
