@@ -378,6 +378,8 @@ def _same_source(dataset: str, trained: dict, data_dir) -> bool:
 
     if not trained.get("source") or not trained.get("split"):
         return dataset == trained.get("dataset")
+    if not Path(trained["source"]).is_file():  # read on another machine (the embedded model: <data_dir>/...)
+        return dataset == trained.get("dataset")
     try:
         return resolve_dataset(dataset, trained["split"], data_dir).path == Path(trained["source"]).resolve()
     except (FileNotFoundError, ValueError):

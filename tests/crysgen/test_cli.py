@@ -50,6 +50,21 @@ def test_sample_with_the_embedded_model(tmp_path):
     assert manifest["training"]["data"]["split"] == "val"
 
 
+def test_the_embedded_model_names_its_data_without_a_machine_path(tmp_path, reference_data):
+    import argparse
+
+    from crysgen.cli import _evaluation_dataset
+
+    assert main(["sample", "-n", "2", "--out", str(tmp_path), "--steps", "2", "--no-progress"]) == 0
+    trained = json.loads((tmp_path / "sampling.json").read_text())["training_data"]
+    assert trained == {"dataset": "perov_5", "split": "val", "source": "<data_dir>/crystals/perov_5/val.csv"}
+    for dataset in ("perov_5", None):  # named by the user, or taken from sampling.json: novelty against val
+        args = argparse.Namespace(source=str(tmp_path), dataset=dataset, train_split=None, reference="test",
+                                  data_dir=str(reference_data))
+        choice = _evaluation_dataset(args)
+        assert choice["name"] == "perov_5" and choice["train_split"] == "val"
+
+
 def test_user_errors_exit_with_code_2(tmp_path, capsys):
     assert main(["sample", str(tmp_path / "nope.pt"), "-n", "2", "--out", str(tmp_path)]) == 2
     assert "not found" in capsys.readouterr().err
