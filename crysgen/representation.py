@@ -43,6 +43,7 @@ __all__ = [
 
 MAX_Z = 94
 OCCUPANCY_THRESHOLD = 0.5
+MIN_CELL_THICKNESS = 0.01  # A; pymatgen's CifParser refuses thinner cells
 _COORD_DECIMALS = 8
 
 
@@ -184,6 +185,11 @@ class CrystalEncoder:
         lattice = Lattice.from_parameters(a, b, c, alpha, beta, gamma)
         if not np.isfinite(lattice.volume) or lattice.volume <= 0:
             raise ValueError(f"matrix {index}: angles {params[index][3:]} give no valid cell")
+        # spacing of the (100), (010), (001) planes: a flat cell would be written as a CIF nobody can read back
+        thickness = 1.0 / np.asarray(lattice.reciprocal_lattice_crystallographic.abc)
+        if thickness.min() < MIN_CELL_THICKNESS:
+            raise ValueError(f"matrix {index}: a flat cell (plane spacings {np.round(thickness, 4).tolist()} A, "
+                             f"below {MIN_CELL_THICKNESS} A)")
         species = slot_z[index][site_slot[index][keep]].tolist()
         return Structure(lattice, species, coords[index][keep], coords_are_cartesian=False)
 

@@ -137,8 +137,18 @@ def test_decode_thresholds_wrapping_and_errors():
         encoder.decode(bad_lattice)
     with pytest.raises(ValueError, match="no occupied site"):
         encoder.decode(empty)
-    out = encoder.decode_many(np.stack([m, bad_lattice, empty]))
-    assert out[0] is not None and out[1] is None and out[2] is None
+    flat = m.copy()  # angles 120/120/120 on equal lengths: a cell of zero thickness (volume ~1e-15 A^3)
+    flat[MAX_Z + 1, :3] = 120.0
+    with pytest.raises(ValueError, match="flat cell"):
+        encoder.decode(flat)
+    nearly_flat = m.copy()  # thin but real: decoded, and its CIF reads back
+    nearly_flat[MAX_Z + 1, :3] = 119.0
+    from crysgen.io import parse_cif_text
+    from crysgen.representation import structure_to_cif
+
+    assert parse_cif_text(structure_to_cif(encoder.decode(nearly_flat))).num_sites == 2
+    out = encoder.decode_many(np.stack([m, bad_lattice, empty, flat]))
+    assert out[0] is not None and out[1] is None and out[2] is None and out[3] is None
     with pytest.raises(ValueError, match="shape"):
         encoder.decode_many(np.zeros((2, 5, 3)))
 
