@@ -132,7 +132,8 @@ def training_variant(name: str, data: dict, args) -> dict:
     overrides = [*TRAINING_VARIANTS[name], f"trainer.max_steps={args.train_steps}", "trainer.checkpoint_every=200",
                  "trainer.progress=false", f"trainer.seed={args.seed}"]
     config = load_train_config(Path(__file__).resolve().parents[1] / "crysgen/configs/perov5.yaml", overrides)
-    run_dir = Path(args.work) / ("train-" + "".join(c if c.isalnum() else "-" for c in name).strip("-"))
+    run_dir = Path(args.work) / ("train-" + "".join(c if c.isalnum() else "-" for c in name).strip("-")
+                                 + f"-{args.train_steps}steps")
     start = time.perf_counter()
     path = train(config, run_dir, data_dir=args.data_dir)
     train_seconds = time.perf_counter() - start
@@ -174,7 +175,9 @@ def main(argv=None) -> int:
         for name in (args.variants or list(variants)):
             if name not in variants:
                 continue
-            done = work / f"{kind}-{''.join(c if c.isalnum() else '-' for c in name)}.json"
+            # training rows depend on the step budget, so it is part of their file name
+            budget = f"-{args.train_steps}steps" if kind == "training" else ""
+            done = work / f"{kind}-{''.join(c if c.isalnum() else '-' for c in name)}{budget}.json"
             if done.is_file():
                 rows[name] = json.loads(done.read_text())
                 print(f"{name}: done earlier ({done})")
