@@ -36,8 +36,9 @@ from shared.training import Trainer, latest_checkpoint
 __all__ = ["CrysgenConfig", "DataConfig", "build_denoiser", "check_trainer_settings", "default_cache_dir",
            "default_run_dir", "load_train_config", "prepare_data", "run_name", "train"]
 
-# keys that may change between a run and its resumption
-_RESUMABLE_CHANGES = {"trainer.max_steps", "trainer.progress", "trainer.device", "data.cache_dir", "data.workers"}
+# keys that may change between a run and its resumption (the sampler settings do not touch training)
+_RESUMABLE_CHANGES = {"trainer.max_steps", "trainer.progress", "trainer.device", "data.cache_dir", "data.workers",
+                      "diffusion.steps", "diffusion.S_churn", "diffusion.S_min", "diffusion.S_max", "diffusion.S_noise"}
 # keys filled in from the data when a config leaves them empty
 _INFERRED = {"name", "data.split", "data.elements", "data.n_elements", "data.max_sites"}
 

@@ -91,6 +91,11 @@ def test_resume_continues_and_config_changes_are_refused(tiny_run, reference_dat
     other = load_train_config("crysgen/configs/perov5.yaml", TINY_OVERRIDES + ["model.channels=16"])
     with pytest.raises(ValueError, match="different config"):
         train(other, run_dir, reference_data)
+    # sampler settings do not touch training: a finished run takes new ones and its model.pt samples with them
+    resampled = load_train_config("crysgen/configs/perov5.yaml",
+                                  TINY_OVERRIDES + ["trainer.max_steps=6", "diffusion.S_churn=7.5"])
+    train(resampled, run_dir, reference_data, log=lambda *a: None)
+    assert load_model(run_dir).config.diffusion.S_churn == 7.5 and load_model(run_dir).meta["step"] == 6
 
 
 def test_sample_round_trip_is_seeded_and_writes_files(tiny_run, tmp_path):
@@ -168,14 +173,16 @@ def test_load_model_errors(tmp_path):
 def test_churn_is_seeded_changes_the_samples_and_leaves_the_model_config(tiny_run):
     _, path, _ = tiny_run
     model = load_model(path)
-    assert model.config.diffusion.S_churn == 0.0
-    plain = sample_crystals(model, 4, steps=4, seed=1)
+    configured = model.config.diffusion.S_churn  # perov5.yaml's default
+    plain = sample_crystals(model, 4, steps=4, seed=1, churn=0.0)
     churned = sample_crystals(model, 4, steps=4, seed=1, churn=30.0)
     again = sample_crystals(model, 4, steps=4, seed=1, churn=30.0)
+    default = sample_crystals(model, 4, steps=4, seed=1)
     assert np.array_equal(churned.matrices, again.matrices)
     assert not np.allclose(churned.matrices, plain.matrices)
     assert churned.settings["S_churn"] == 30.0 and plain.settings["S_churn"] == 0.0
-    assert model.config.diffusion.S_churn == 0.0
+    assert default.settings["S_churn"] == configured
+    assert model.config.diffusion.S_churn == configured
     for bad in (-1.0, float("nan")):
         with pytest.raises(ValueError, match="churn"):
             sample_crystals(model, 1, steps=2, churn=bad)
