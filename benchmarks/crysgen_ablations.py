@@ -138,7 +138,7 @@ def training_variant(name: str, data: dict, args) -> dict:
     path = train(config, run_dir, data_dir=args.data_dir)
     train_seconds = time.perf_counter() - start
     model = load_model(path)
-    result = sample_crystals(model, args.num, seed=args.seed, progress=True)
+    result = sample_crystals(model, args.num, seed=args.seed, progress=True, churn=0.0)  # as the rows before
     parameters = sum(p.numel() for p in model.denoiser.parameters())
     return {"kind": "training", "overrides": " ".join(TRAINING_VARIANTS[name]) or "-", "train_steps": args.train_steps,
             "parameters": parameters, "train_s_this_call": round(train_seconds, 1), "steps": 100,
