@@ -122,7 +122,18 @@ def _ctrl_c_at(step: int, presses: int = 1):
     return loss
 
 
-def test_ctrl_c_finishes_the_step_saves_it_and_resumes_exactly(straight, tmp_path, capfd):
+@pytest.fixture
+def python_sigint():
+    """Python's own SIGINT handler, as an interactive user has it (a shell that starts pytest in the background
+    makes SIGINT ignored, which the trainer then leaves alone)."""
+    import signal
+
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    yield
+    signal.signal(signal.SIGINT, previous)
+
+
+def test_ctrl_c_finishes_the_step_saves_it_and_resumes_exactly(straight, tmp_path, capfd, python_sigint):
     import signal
 
     reference, _, _ = straight
@@ -141,7 +152,7 @@ def test_ctrl_c_finishes_the_step_saves_it_and_resumes_exactly(straight, tmp_pat
     assert len(steps) == len(set(steps))
 
 
-def test_second_ctrl_c_stops_at_once_without_a_checkpoint(tmp_path):
+def test_second_ctrl_c_stops_at_once_without_a_checkpoint(tmp_path, python_sigint):
     trainer = make_trainer(tmp_path)
     trainer.loss_fn = _ctrl_c_at(9, presses=2)
     with pytest.raises(KeyboardInterrupt):
