@@ -256,11 +256,8 @@ class CrystalBatch:
             self._cache[name] = values
             return values
         n = len(self.structures)
-        # about 8 blocks (8 to 128 crystals each): an interrupt loses at most one block's work; with workers, a
-        # block keeps all of them busy
         workers = getattr(self.executor, "_max_workers", 1) if self.executor is not None else 1
-        block = self.block_size or max(min(128, max(8, -(-n // 8))), 4 * workers * self.chunksize * (workers > 1))
-        block = block if path is not None else max(n, 1)
+        block = self._block_size(n, workers) if path is not None else max(n, 1)
         chunksize = max(1, min(self.chunksize, block // (2 * workers)))
         starts = range(0, n, block)
         parts = [None if path is None else path.with_name(f"{path.stem}.part-{a}-{min(a + block, n)}.json")
@@ -296,6 +293,14 @@ class CrystalBatch:
             for part in path.parent.glob(f"{path.stem}.part-*.json"):
                 part.unlink(missing_ok=True)
         return values
+
+    def _block_size(self, n: int, workers: int) -> int:
+        """Crystals per stored block: about an eighth of the set (8 to 128), so an interrupt loses at most that
+        much work, and with several workers enough chunks to keep them all busy."""
+        if self.block_size:
+            return self.block_size
+        size = min(128, max(8, -(-n // 8)))
+        return max(size, 4 * workers * self.chunksize) if workers > 1 else size
 
     @property
     def valid_structures(self) -> list:
