@@ -49,6 +49,9 @@ TRAINING_VARIANTS = {
     "narrower U-Net (channels 32)": ["model.channels=32"],
     "noise P_mean -0.6, P_std 1.4": ["diffusion.P_mean=-0.6", "diffusion.P_std=1.4"],
     "no conditioning (properties [])": ["data.properties=[]"],
+    # symmetry-aware representation / training (issue 12): a canonical origin, and site-order augmentation
+    "origin at a site (data.origin=site)": ["data.origin=site"],
+    "site permutation augmentation": ["data.permute_sites=true"],
 }
 METRICS = ["valid", "struct_valid", "comp_valid", "cov_recall", "cov_precision", "wdist_density", "unique",
            "sg_frac_p1", "sg_n_unique", "sg_tv_distance"]
@@ -67,7 +70,36 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--chgnet", type=int, default=100, help="CHGNet energies of this many valid crystals")
     parser.add_argument("--workers", type=int, default=1, help="processes for fingerprints/validity")
     parser.add_argument("--name", default="crysgen_ablations")
+    parser.add_argument("--rows-from", default=None,
+                        help="an earlier results JSON of this benchmark: its rows count as done (same -n, seed and "
+                             "--train-steps only), so a fresh --work can extend an earlier table")
     return parser.parse_args(argv)
+
+
+def _done_file(work: Path, kind: str, name: str, train_steps: int) -> Path:
+    # training rows depend on the step budget, so it is part of their file name
+    budget = f"-{train_steps}steps" if kind == "training" else ""
+    return work / f"{kind}-{''.join(c if c.isalnum() else '-' for c in name)}{budget}.json"
+
+
+def seed_done_rows(path: str, work: Path, args) -> list[str]:
+    """Write the rows of an earlier results file as done files of ``work`` (those not there); returns names."""
+    from shared.io import atomic_write_json
+
+    earlier = json.loads(Path(path).read_text(encoding="utf-8"))
+    protocol = earlier.get("protocol", {})
+    if protocol.get("n_per_variant") != args.num or protocol.get("seed") != args.seed:
+        raise SystemExit(f"{path}: rows of n={protocol.get('n_per_variant')}, seed={protocol.get('seed')}; "
+                         f"this run has n={args.num}, seed={args.seed}")
+    seeded = []
+    for name, row in earlier["results"].items():
+        if row.get("kind") == "training" and row.get("train_steps") != args.train_steps:
+            continue
+        done = _done_file(work, row["kind"], name, args.train_steps)
+        if not done.is_file():
+            atomic_write_json(done, row)
+            seeded.append(name)
+    return seeded
 
 
 def score(structures: list, data: dict, args) -> dict:
@@ -165,6 +197,8 @@ def main(argv=None) -> int:
 
     work = Path(args.work)
     work.mkdir(parents=True, exist_ok=True)
+    if args.rows_from:
+        print(f"rows from {args.rows_from}: {seed_done_rows(args.rows_from, work, args)}")
     cache = default_cache_dir()
     data = {"cache": cache, "test": load_dataset("perov_5", "test", args.data_dir, cache_dir=cache).structures}
     kinds = [k for k in ("sampling", "training") if args.only in (None, k)]
@@ -175,9 +209,7 @@ def main(argv=None) -> int:
         for name in (args.variants or list(variants)):
             if name not in variants:
                 continue
-            # training rows depend on the step budget, so it is part of their file name
-            budget = f"-{args.train_steps}steps" if kind == "training" else ""
-            done = work / f"{kind}-{''.join(c if c.isalnum() else '-' for c in name)}{budget}.json"
+            done = _done_file(work, kind, name, args.train_steps)
             if done.is_file():
                 rows[name] = json.loads(done.read_text())
                 print(f"{name}: done earlier ({done})")

@@ -66,7 +66,7 @@ def save_model(path: str | os.PathLike, *, weights: dict[str, torch.Tensor], con
     """Write a sampling checkpoint atomically (weights stored as float32 on CPU)."""
     payload = {
         "format": FORMAT, "version": VERSION, "config": config_to_dict(config),
-        "encoder": {"n_elements": encoder.n_elements, "max_sites": encoder.max_sites},
+        "encoder": {"n_elements": encoder.n_elements, "max_sites": encoder.max_sites, "origin": encoder.origin},
         "scaler": scaler.state_dict(), "properties": dict(properties),
         "weights": {k: v.detach().to("cpu", torch.float32) if v.is_floating_point() else v.detach().cpu()
                     for k, v in weights.items()},
@@ -123,6 +123,6 @@ def export_run(run_dir: str | os.PathLike, out: str | os.PathLike | None = None)
             "data": {k: v for k, v in data.items() if k != "properties"}, "source_checkpoint": str(ckpt),
             "trained_with": config_to_dict(config.trainer) | {"batch_size": config.batch_size}}
     scaler = MatrixScaler.from_state_dict(json.loads((run_dir / "scaler.json").read_text(encoding="utf-8")))
-    encoder = CrystalEncoder(config.data.n_elements, config.data.max_sites)
+    encoder = CrystalEncoder(config.data.n_elements, config.data.max_sites, config.data.origin)
     return save_model(out or run_dir / "model.pt", weights=weights, config=config, encoder=encoder, scaler=scaler,
                       properties=data["properties"], meta=meta)

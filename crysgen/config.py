@@ -29,6 +29,8 @@ class DataConfig:
     n_elements: int | None = None  # element slots per crystal; None: the most distinct elements in one crystal
     max_sites: int | None = None  # None: the largest number of sites in one training crystal
     properties: list[str] = field(default_factory=list)  # CSV columns to condition on (classifier-free guidance)
+    origin: str = "cell"  # "site": each crystal translated so an anchor site is at the origin (CrystalEncoder)
+    permute_sites: bool = False  # train on a random order of each crystal's sites (augmentation)
     cache_dir: str | None = None  # parsed-CSV cache; None: ~/.cache/scoregen
     workers: int = 1
 
@@ -37,6 +39,8 @@ class DataConfig:
             value = getattr(self, name)
             if value is not None and value < 1:
                 raise ValueError(f"data.{name} must be >= 1 or empty (inferred from the data), got {value}")
+        if self.origin not in CrystalEncoder.ORIGINS:
+            raise ValueError(f"data.origin must be one of {CrystalEncoder.ORIGINS}, got {self.origin!r}")
         if self.elements is not None and not self.elements:
             raise ValueError("data.elements must name at least one element, or be empty (inferred from the data)")
 

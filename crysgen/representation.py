@@ -12,7 +12,11 @@ L and C rows are zero-padded to the right; when ``n_elements < 3`` the E and O b
 entries are never read by the decoder and the scaler maps them to -1 (see ``padding_mask``).
 
 Canonical order (so encoding is deterministic): element slots by ascending Z; sites by element slot, then
-by wrapped fractional x, y, z (rounded to 1e-8 so float noise cannot swap sites).
+by wrapped fractional x, y, z (rounded to 1e-8 so float noise cannot swap sites). With ``origin="site"`` the
+crystal is first translated so that one site, the anchor, sits at the origin: the first site (in that order) of
+the element with the fewest sites (ties: lowest Z). A crystal then encodes the same wherever its origin was put
+(unless two anchor candidates are equally rare), which removes the translation freedom the model must otherwise
+spread its density over.
 
 Decoding follows the paper: element of slot ``j`` = argmax of E column ``j`` (no threshold); a site is occupied
 when the largest entry of its O row exceeds 0.5 (unscaled; 0 on the scaler's [-1, 1] scale) and then belongs to
@@ -64,9 +68,14 @@ class EncodedSet:
 class CrystalEncoder:
     """Encode pymatgen Structures as DiffCrysGen matrices and decode matrices back (see module docstring)."""
 
-    def __init__(self, n_elements: int = 3, max_sites: int = 20):
+    ORIGINS = ("cell", "site")
+
+    def __init__(self, n_elements: int = 3, max_sites: int = 20, origin: str = "cell"):
         if n_elements < 1 or max_sites < 1:
             raise ValueError(f"n_elements and max_sites must be >= 1, got {n_elements}, {max_sites}")
+        if origin not in self.ORIGINS:
+            raise ValueError(f"origin must be one of {self.ORIGINS}, got {origin!r}")
+        self.origin = origin
         self.n_elements = int(n_elements)
         self.max_sites = int(max_sites)
         self.width = max(self.n_elements, 3)
@@ -114,8 +123,12 @@ class CrystalEncoder:
         elements = np.unique(numbers)  # ascending Z = canonical slot order
         slots = np.searchsorted(elements, numbers)
         frac = _wrap(np.asarray(structure.frac_coords, dtype=np.float64))
-        rounded = np.round(frac, _COORD_DECIMALS)
-        order = np.lexsort((rounded[:, 2], rounded[:, 1], rounded[:, 0], slots))
+        order = _canonical_order(frac, slots)
+        if self.origin == "site":
+            counts = np.bincount(slots)
+            anchor = order[np.flatnonzero(slots[order] == np.argmin(counts))[0]]
+            frac = _wrap(frac - frac[anchor])
+            order = _canonical_order(frac, slots)
         n = len(numbers)
 
         matrix = np.zeros(self.shape, dtype=np.float64)
@@ -139,6 +152,20 @@ class CrystalEncoder:
             indices.append(index)
         matrices = np.stack(kept) if kept else np.zeros((0, *self.shape))
         return EncodedSet(matrices, indices, skipped)
+
+    def permute_sites(self, matrices, generator=None):
+        """A torch batch ``(B, rows, width)`` with each matrix's sites (its C and O rows together) in a random
+        order: the same crystals, written in another of the ``max_sites!`` orders the decoder reads alike
+        (training augmentation). Noise comes from ``generator``."""
+        import torch
+
+        batch, sites = matrices.shape[0], self.max_sites
+        order = torch.argsort(torch.rand(batch, sites, generator=generator, device=matrices.device), dim=1)
+        out = matrices.clone()
+        for start in (self.coord_row, self.occ_row):
+            block = matrices[:, start:start + sites]
+            out[:, start:start + sites] = torch.gather(block, 1, order[:, :, None].expand_as(block))
+        return out
 
     # --- decoding -------------------------------------------------------------------------------------------
 
@@ -291,6 +318,12 @@ def write_cifs(structures: Iterable[Any], directory: str | os.PathLike, prefix: 
 
 
 # --- helpers ------------------------------------------------------------------------------------------------
+
+
+def _canonical_order(frac: np.ndarray, slots: np.ndarray) -> np.ndarray:
+    """Site order by element slot, then wrapped x, y, z (rounded so float noise cannot swap sites)."""
+    rounded = np.round(frac, _COORD_DECIMALS)
+    return np.lexsort((rounded[:, 2], rounded[:, 1], rounded[:, 0], slots))
 
 
 def _wrap(frac: np.ndarray) -> np.ndarray:

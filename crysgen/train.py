@@ -150,7 +150,7 @@ def prepare_data(config: CrysgenConfig, data_dir=None, log=print) -> dict[str, A
     if len(dataset) == 0:
         raise ValueError(f"{where.path}: no structure could be parsed ({len(dataset.errors)} unparsable rows)")
     config = _resolved_config(config, where, dataset.structures)
-    encoder = CrystalEncoder(config.data.n_elements, config.data.max_sites)
+    encoder = CrystalEncoder(config.data.n_elements, config.data.max_sites, config.data.origin)
     allowed = set(config.data.elements)
     foreign = {i: sorted({e.symbol for e in s.composition} - allowed) for i, s in enumerate(dataset.structures)}
     foreign = {i: extra for i, extra in foreign.items() if extra}
@@ -247,8 +247,10 @@ def train(config: CrysgenConfig, run_dir: str | os.PathLike, data_dir: str | os.
         with torch.random.fork_rng(devices=[]):  # initial weights from the config's seed, global RNG untouched
             torch.manual_seed(config.trainer.seed)
             model = build_denoiser(config, data["encoder"])
-        trainer = Trainer(model, make_loss_fn(config.diffusion, model.padding_mask), loader, config.trainer,
-                          run_dir)
+        loss_fn = make_loss_fn(config.diffusion, model.padding_mask)
+        if config.data.permute_sites:
+            loss_fn = _SitePermutedLoss(loss_fn, data["encoder"])
+        trainer = Trainer(model, loss_fn, loader, config.trainer, run_dir)
     except BaseException:
         if created is not None:  # the Trainer makes the directory for its logs: a failed start leaves none
             shutil.rmtree(created, ignore_errors=True)
@@ -277,6 +279,19 @@ def train(config: CrysgenConfig, run_dir: str | os.PathLike, data_dir: str | os.
         log(f"wrote {path}")
     distributed.barrier()  # every rank returns once model.pt exists
     return path
+
+
+class _SitePermutedLoss:
+    """``loss_fn`` on the batch with each crystal's sites in a random order drawn from the trainer's generator
+    (so a resumed run draws the same orders)."""
+
+    def __init__(self, loss_fn, encoder: CrystalEncoder):
+        self.loss_fn, self.encoder = loss_fn, encoder
+
+    def __call__(self, model, batch, generator):
+        x, rest = (batch, ()) if torch.is_tensor(batch) else (batch[0], tuple(batch[1:]))
+        x = self.encoder.permute_sites(x, generator)
+        return self.loss_fn(model, x if not rest else (x, *rest), generator)
 
 
 def _silent(*args, **kwargs) -> None:

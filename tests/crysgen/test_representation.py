@@ -103,6 +103,58 @@ def test_encoding_is_canonical_under_site_permutation():
         np.testing.assert_allclose(encoder.encode(shuffled), reference, atol=1e-12)
 
 
+def test_origin_at_site_encodes_every_translation_alike_and_round_trips():
+    """origin="site": the anchor (first site of the rarest element) is at 0, a translated or permuted copy of the
+    crystal encodes to the same matrix, and decoding gives back the crystal up to that translation."""
+    from pymatgen.analysis.structure_matcher import StructureMatcher
+
+    rng = np.random.default_rng(3)
+    structure = Structure(Lattice.from_parameters(4.1, 5.3, 6.2, 81.0, 97.0, 105.0), ["Li", "Fe", "O", "O", "Fe"],
+                          rng.uniform(0, 1, size=(5, 3)))  # Li is the only element with one site: the anchor
+    encoder = CrystalEncoder(n_elements=3, max_sites=6, origin="site")
+    reference = encoder.encode(structure)
+    np.testing.assert_array_equal(reference[encoder.coord_row], 0.0)  # Li (slot 0, lowest Z) at the origin
+    for _ in range(5):
+        order = rng.permutation(len(structure))
+        moved = Structure(structure.lattice, [structure[i].specie for i in order],
+                          structure.frac_coords[order] + rng.uniform(-3, 3, size=3))
+        np.testing.assert_allclose(encoder.encode(moved), reference, atol=1e-9)
+    back = encoder.decode(reference)
+    assert StructureMatcher(primitive_cell=False, scale=False).fit(structure, back)
+    shifted = structure.copy()
+    shifted.translate_sites(range(len(shifted)), -structure.frac_coords[0])
+    assert_same_structure(shifted, back, tol=1e-9)
+    # the rarest element decides even when it is not the lowest Z: Fe2 O2 Mg -> Mg anchors
+    mgo = Structure(Lattice.cubic(5.0), ["O", "O", "Mg", "Fe", "Fe"], rng.uniform(0, 1, size=(5, 3)))
+    m = encoder.encode(mgo)
+    mg_row = encoder.coord_row + 2  # slots O, Mg, Fe: Mg's one site follows O's two
+    np.testing.assert_array_equal(m[mg_row], 0.0)
+    assert m[encoder.occ_row + 2, 1] == 1
+    with pytest.raises(ValueError, match="origin"):
+        CrystalEncoder(origin="centre")
+
+
+def test_permute_sites_reorders_coordinate_and_occupancy_rows_together():
+    torch = pytest.importorskip("torch")
+    structures = built_structures()
+    encoder = CrystalEncoder(n_elements=4, max_sites=8)
+    x = torch.as_tensor(encoder.encode_many(structures).matrices)
+    generator = torch.Generator().manual_seed(0)
+    permuted = encoder.permute_sites(x, generator)
+    rows = slice(0, encoder.coord_row)
+    torch.testing.assert_close(permuted[:, rows], x[:, rows], rtol=0, atol=0)  # E and L blocks untouched
+    assert not torch.equal(permuted, x)
+    sites = encoder.max_sites
+    for i, original in enumerate(structures):
+        # each (coordinates, occupancy) row pair is kept whole: the same multiset of sites
+        pairs = lambda m: sorted(map(tuple, torch.cat([m[encoder.coord_row:encoder.coord_row + sites],  # noqa: E731
+                                                       m[encoder.occ_row:]], dim=1).tolist()))
+        assert pairs(permuted[i]) == pairs(x[i])
+        assert_same_structure(original, encoder.decode(permuted[i].numpy()))
+    again = encoder.permute_sites(x, torch.Generator().manual_seed(0))
+    torch.testing.assert_close(again, permuted, rtol=0, atol=0)  # the generator decides the order
+
+
 def test_encode_many_reports_and_skips_what_does_not_fit():
     encoder = CrystalEncoder(n_elements=2, max_sites=3)
     ok = Structure(Lattice.cubic(4.0), ["Na", "Cl"], [[0, 0, 0], [0.5, 0.5, 0.5]])

@@ -186,3 +186,42 @@ def test_churn_is_seeded_changes_the_samples_and_leaves_the_model_config(tiny_ru
     for bad in (-1.0, float("nan")):
         with pytest.raises(ValueError, match="churn"):
             sample_crystals(model, 1, steps=2, churn=bad)
+
+
+def test_symmetry_options_train_resume_bitwise_and_reach_the_checkpoint(reference_data, tmp_path):
+    """data.origin=site and data.permute_sites=true: the encoder setting travels with model.pt (and export_run);
+    the site orders come from the trainer's generator, so 2 steps + resume + 2 steps equals 4 in one go."""
+    from crysgen.checkpoint import export_run
+
+    options = ["data.origin=site", "data.permute_sites=true"]
+    short = load_train_config("crysgen/configs/perov5.yaml", TINY_OVERRIDES + options + ["trainer.max_steps=2"])
+    train(short, tmp_path / "resumed", reference_data, log=lambda *a: None)
+    longer = load_train_config("crysgen/configs/perov5.yaml", TINY_OVERRIDES + options)
+    with pytest.warns(UserWarning, match="changed trainer config"):
+        resumed = load_model(train(longer, tmp_path / "resumed", reference_data, log=lambda *a: None))
+    straight = load_model(train(longer, tmp_path / "straight", reference_data, log=lambda *a: None))
+    assert resumed.encoder.origin == straight.encoder.origin == "site"
+    for name, tensor in straight.denoiser.state_dict().items():
+        assert torch.equal(tensor, resumed.denoiser.state_dict()[name]), name
+    plain = load_model(train(load_train_config("crysgen/configs/perov5.yaml", TINY_OVERRIDES + ["data.origin=site"]),
+                             tmp_path / "plain", reference_data, log=lambda *a: None))
+    assert any(not torch.equal(t, plain.denoiser.state_dict()[k]) for k, t in straight.denoiser.state_dict().items())
+    assert load_model(export_run(tmp_path / "straight", tmp_path / "exported.pt")).encoder.origin == "site"
+    # the training matrices really are re-anchored: in every perov-5 crystal the first site of its rarest
+    # element (ties: lowest Z) is at the origin
+    from crysgen.train import prepare_data
+
+    data = prepare_data(longer, reference_data, log=lambda *a: None)
+    enc = data["encoder"]
+    m = data["scaler"].inverse_transform(data["x"].numpy()[:500])
+    occupancy = m[:, enc.occ_row:, :enc.n_elements]
+    slots = occupancy.argmax(axis=2)
+    counts = occupancy.sum(axis=1)
+    counts[counts == 0] = np.inf
+    first = (slots == counts.argmin(axis=1)[:, None]).argmax(axis=1)
+    anchors = m[np.arange(len(m)), enc.coord_row + first, :3]
+    np.testing.assert_allclose(anchors, 0.0, atol=1e-5)
+    result = sample_crystals(straight, 4, seed=0, steps=4)
+    assert len(result.structures) == 4
+    with pytest.raises(ValueError, match="data.origin"):
+        load_train_config("crysgen/configs/perov5.yaml", ["data.origin=middle"])
