@@ -262,3 +262,42 @@ def test_an_interrupted_quantity_resumes_from_its_last_finished_block(tmp_path):
     calls.clear()
     assert CrystalBatch(structures, cache_dir=tmp_path)._map("n_sites", n_sites) == [len(s) for s in structures]
     assert not calls  # the whole quantity now comes from its file
+
+
+def test_fingerprints_with_one_tessellation_per_crystal_are_matminers():
+    """crysgen's all-sites tessellation path gives matminer's site-by-site CrystalNN ops fingerprints to the last
+    bits (differences of ~1e-17 from the order of float operations in high-symmetry cells, 0 in P1 cells):
+    random P1 carbon cells, perturbed polymorph supercells, hand-made ionic crystals; a crystal with sites
+    outside the unit cell and a one-site cell take the site-by-site path and agree too."""
+    pytest.importorskip("matminer")
+    from pymatgen.core import local_env
+
+    from crysgen.evaluate import site_fingerprints
+    from crysgen.testing import carbon_set
+
+    structures = carbon_set(12, seed=3) + [rocksalt(), perovskite(), perovskite(4.1, "Ba", "Zr")]
+    outside = perovskite()
+    outside.translate_sites([0, 2], [1.0, -1.0, 0.0], frac_coords=True, to_unit_cell=False)
+    one_site = Structure(Lattice.cubic(2.9), ["Fe"], [[0.1, 0.2, 0.3]])
+    calls = []
+    original = local_env.VoronoiNN.get_all_nn_info
+
+    def counting(self, structure):
+        calls.append(len(structure))
+        return original(self, structure)
+
+    local_env.VoronoiNN.get_all_nn_info = counting
+    try:
+        for structure in [*structures, outside, one_site]:
+            fast = site_fingerprints(structure)
+            slow = site_fingerprints(structure, tessellate_once=False)
+            np.testing.assert_allclose(fast, slow, rtol=0, atol=1e-14, err_msg=str(structure.composition))
+    finally:
+        local_env.VoronoiNN.get_all_nn_info = original
+    assert local_env.VoronoiNN.__name__ == "VoronoiNN"  # the swap is undone
+    assert calls == [len(s) for s in structures]  # one tessellation per crystal; none for the last two
+    with ThreadPoolExecutor(4) as pool:  # threads take turns with the swap and leave the class as it was
+        threaded = list(pool.map(site_fingerprints, structures[:6]))
+    assert local_env.VoronoiNN.__name__ == "VoronoiNN"
+    for structure, fps in zip(structures, threaded):
+        np.testing.assert_allclose(fps, site_fingerprints(structure, tessellate_once=False), rtol=0, atol=1e-14)
