@@ -9,7 +9,7 @@ timed end to end in one call of ``crysgen.evaluate.evaluate_crystals`` with a pr
 fingerprint cache: validity checks, CrystalNN fingerprints of both sets, coverage, uniqueness, novelty, space
 groups. ``--warm`` adds a second call with the now warm reference cache (what a rerun costs).
 
-    OMP_NUM_THREADS=1 python -m benchmarks.crysgen_eval_scale --workers 2     # about 10 minutes on 2 cores
+    OMP_NUM_THREADS=1 python -m benchmarks.crysgen_eval_scale --workers 2     # about 7.5 minutes on 2 cores
 """
 
 from __future__ import annotations
