@@ -234,6 +234,8 @@ def main(argv=None) -> int:
         "chgnet": f"single-point energies (no relaxation) of the first {args.chgnet} valid crystals of sampling "
                   "variants",
         "threads": torch.get_num_threads(),
+        **({"rows_from": f"rows of {args.rows_from} (an earlier results file of this benchmark) were reused, not "
+                         "recomputed; the other rows were computed by this command"} if args.rows_from else {}),
         "table": table(rows),
     }
     command = "OMP_NUM_THREADS=1 python -m benchmarks.crysgen_ablations " + shlex.join(
