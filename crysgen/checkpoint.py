@@ -3,12 +3,17 @@
 Contents (plain containers and tensors only, so it loads with ``torch.load(weights_only=True)``):
 ``format``/``version``, ``config`` (the training :class:`~crysgen.config.CrysgenConfig` as a dict),
 ``encoder`` (``n_elements``, ``max_sites``), ``scaler`` (``MatrixScaler.state_dict``), ``properties``
-(names and the mean/std used to normalise them), ``weights`` (the EMA weights of the denoiser, float32) and
-``meta`` (how it was trained).
+(names and the mean/std used to normalise them), ``weights`` (the EMA weights of the denoiser, float32, or
+float16 for shipped models: they are cast back to float32 on loading) and ``meta`` (how it was trained).
+
+Sampler defaults may live beside the binary: ``NAME.sampler.yaml`` next to ``NAME.pt`` holds keys of
+:data:`SAMPLER_KEYS` (e.g. ``S_churn: 40``) that replace the stored ``config.diffusion`` values on loading. A
+better sampler setting then changes a text file, not the weights file (and not the repository's history).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -23,11 +28,15 @@ from shared.config import config_to_dict
 from shared.io import atomic_torch_save
 from shared.safe_load import safe_torch_load
 
-__all__ = ["CrystalModel", "PRETRAINED_DIR", "default_checkpoint", "export_run", "load_model", "save_model"]
+__all__ = ["CrystalModel", "PRETRAINED_DIR", "SAMPLER_KEYS", "default_checkpoint", "export_run", "load_model",
+           "sampler_defaults_path", "save_model"]
 
 FORMAT = "crysgen-model"
 VERSION = 1
 PRETRAINED_DIR = Path(__file__).resolve().parent / "pretrained"
+# the DiffusionConfig fields that only the sampler reads (the others define what the network was trained on)
+SAMPLER_KEYS = ("steps", "sigma_min", "sigma_max", "rho", "S_churn", "S_min", "S_max", "S_noise")
+_WEIGHT_DTYPES = {"float32": torch.float32, "float16": torch.float16}
 
 
 @dataclass
@@ -62,13 +71,26 @@ def default_checkpoint() -> Path:
 
 def save_model(path: str | os.PathLike, *, weights: dict[str, torch.Tensor], config: CrysgenConfig,
                encoder: CrystalEncoder, scaler: MatrixScaler, properties: dict[str, Any],
-               meta: dict[str, Any] | None = None) -> Path:
-    """Write a sampling checkpoint atomically (weights stored as float32 on CPU)."""
+               meta: dict[str, Any] | None = None, weights_dtype: str = "float32") -> Path:
+    """Write a sampling checkpoint atomically, floating-point weights on CPU as ``weights_dtype``.
+
+    ``float16`` halves the file (for shipped models); loading casts back to float32, and the rounding moves a
+    weight by at most 2**-11 of its size.
+    """
+    if weights_dtype not in _WEIGHT_DTYPES:
+        raise ValueError(f"weights_dtype must be one of {sorted(_WEIGHT_DTYPES)}, got {weights_dtype!r}")
+    dtype = _WEIGHT_DTYPES[weights_dtype]
+    for name, tensor in weights.items():
+        if tensor.is_floating_point() and not bool(torch.isfinite(tensor.float()).all()):
+            raise ValueError(f"weight {name} has NaN or infinite values; not writing {path}")
+        if dtype == torch.float16 and tensor.is_floating_point() and \
+                float(tensor.detach().abs().max()) > float(torch.finfo(torch.float16).max):
+            raise ValueError(f"weight {name} exceeds the float16 range; save it as float32")
     payload = {
         "format": FORMAT, "version": VERSION, "config": config_to_dict(config),
         "encoder": {"n_elements": encoder.n_elements, "max_sites": encoder.max_sites, "origin": encoder.origin},
         "scaler": scaler.state_dict(), "properties": dict(properties),
-        "weights": {k: v.detach().to("cpu", torch.float32) if v.is_floating_point() else v.detach().cpu()
+        "weights": {k: v.detach().to("cpu", dtype) if v.is_floating_point() else v.detach().cpu()
                     for k, v in weights.items()},
         "meta": config_to_dict(meta or {}),
     }
@@ -89,12 +111,55 @@ def load_model(path: str | os.PathLike | None = None, device: str | torch.device
     if payload["version"] > VERSION:
         raise ValueError(f"{path} has version {payload['version']}; this crysgen reads up to {VERSION}")
     config = load_train_config(payload["config"])
+    meta = dict(payload["meta"])
+    sidecar = sampler_defaults_path(path)
+    if sidecar.is_file():
+        config = dataclasses.replace(config, diffusion=_with_sampler_defaults(config.diffusion, sidecar))
+        meta["sampler_defaults"] = sidecar.name
     encoder = CrystalEncoder(**payload["encoder"])
     denoiser = build_denoiser(config, encoder)
-    denoiser.load_state_dict(payload["weights"])
+    denoiser.load_state_dict(payload["weights"])  # copies into the float32 parameters (casts float16)
     denoiser.to(device).eval()
     return CrystalModel(denoiser=denoiser, encoder=encoder, scaler=MatrixScaler.from_state_dict(payload["scaler"]),
-                        config=config, properties=payload["properties"], meta=payload["meta"], path=path)
+                        config=config, properties=payload["properties"], meta=meta, path=path)
+
+
+def sampler_defaults_path(checkpoint: str | os.PathLike) -> Path:
+    """``NAME.sampler.yaml`` beside ``NAME.pt``: sampler settings that replace the checkpoint's own."""
+    checkpoint = Path(checkpoint)
+    return checkpoint.with_name(checkpoint.stem + ".sampler.yaml")
+
+
+def _with_sampler_defaults(diffusion, sidecar: Path):
+    import yaml
+
+    try:
+        values = yaml.safe_load(sidecar.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, yaml.YAMLError) as exc:
+        raise ValueError(f"{sidecar}: not a readable YAML file of sampler settings ({exc})") from None
+    if values is None:
+        return diffusion
+    if not isinstance(values, dict):
+        raise ValueError(f"{sidecar}: expected a mapping of sampler settings, got {type(values).__name__}")
+    unknown = sorted(set(values) - set(SAMPLER_KEYS))
+    if unknown:
+        raise ValueError(f"{sidecar}: {unknown} are not sampler settings (allowed: {list(SAMPLER_KEYS)}); "
+                         f"what the network was trained with cannot change after training")
+    fields = {f.name: f for f in dataclasses.fields(diffusion)}
+    cleaned = {}
+    for key, value in values.items():
+        if key == "S_max" and value is None:
+            cleaned[key] = None
+            continue
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ValueError(f"{sidecar}: {key} must be a number, got {value!r}")
+        if key == "steps" and int(value) != value:
+            raise ValueError(f"{sidecar}: steps must be an integer, got {value!r}")
+        cleaned[key] = int(value) if fields[key].type in ("int", int) else float(value)
+    try:
+        return dataclasses.replace(diffusion, **cleaned)
+    except ValueError as exc:
+        raise ValueError(f"{sidecar}: {exc}") from None
 
 
 def export_run(run_dir: str | os.PathLike, out: str | os.PathLike | None = None) -> Path:

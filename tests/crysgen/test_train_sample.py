@@ -225,3 +225,89 @@ def test_symmetry_options_train_resume_bitwise_and_reach_the_checkpoint(referenc
     assert len(result.structures) == 4
     with pytest.raises(ValueError, match="data.origin"):
         load_train_config("crysgen/configs/perov5.yaml", ["data.origin=middle"])
+
+
+def _resave(path, out, **kwargs):
+    """Re-write a sampling checkpoint through save_model (as the shipped model is packaged)."""
+    from crysgen.checkpoint import save_model
+
+    model = load_model(path)
+    return save_model(out, weights=model.denoiser.state_dict(), config=model.config, encoder=model.encoder,
+                      scaler=model.scaler, properties=model.properties, meta=model.meta, **kwargs)
+
+
+def test_float16_weights_halve_the_file_and_load_back_as_float32(tiny_run, tmp_path):
+    _, path, _ = tiny_run
+    full = _resave(path, tmp_path / "full.pt")
+    half = _resave(path, tmp_path / "half.pt", weights_dtype="float16")
+    state = load_model(full).denoiser.state_dict()
+    weights = sum(t.numel() for t in state.values())
+    # the weights shrink from 4 to 2 bytes each (torch aligns each tensor record to 64 bytes); the rest of the
+    # file (config, scaler) is the same
+    assert full.stat().st_size - half.stat().st_size == pytest.approx(2 * weights, abs=64 * len(state))
+    a, b = load_model(full).denoiser.state_dict(), load_model(half).denoiser.state_dict()
+    for name, tensor in a.items():
+        assert b[name].dtype == torch.float32, name
+        # float16 keeps 11 significant bits: relative error <= 2**-11, or below the subnormal step near zero
+        assert torch.all((b[name] - tensor).abs() <= 2.0 ** -11 * tensor.abs() + 2.0 ** -24), name
+    ours = sample_crystals(half, 3, steps=4, seed=2)
+    assert np.isfinite(ours.matrices).all()
+
+
+def test_save_model_refuses_bad_dtypes_and_non_finite_weights(tiny_run, tmp_path):
+    _, path, _ = tiny_run
+    with pytest.raises(ValueError, match="weights_dtype"):
+        _resave(path, tmp_path / "x.pt", weights_dtype="bfloat8")
+    model = load_model(path)
+    from crysgen.checkpoint import save_model
+
+    weights = dict(model.denoiser.state_dict())
+    name = next(k for k, v in weights.items() if v.is_floating_point())
+    for bad, match in ((float("nan"), "NaN or infinite"), (1e6, "float16 range")):
+        broken = dict(weights)
+        broken[name] = weights[name].clone().fill_(bad)
+        with pytest.raises(ValueError, match=match):
+            save_model(tmp_path / "x.pt", weights=broken, config=model.config, encoder=model.encoder,
+                       scaler=model.scaler, properties=model.properties, weights_dtype="float16")
+    assert not (tmp_path / "x.pt").exists()
+
+
+def test_a_sampler_sidecar_overrides_the_checkpoints_sampler_settings(tiny_run, tmp_path):
+    from crysgen.checkpoint import sampler_defaults_path
+
+    _, path, _ = tiny_run
+    ckpt = _resave(path, tmp_path / "m.pt")
+    stored = load_model(ckpt)
+    assert "sampler_defaults" not in stored.meta  # no sidecar: the binary's own settings
+    sidecar = sampler_defaults_path(ckpt)
+    assert sidecar == tmp_path / "m.sampler.yaml"
+    sidecar.write_text("steps: 7\nS_churn: 12\nS_max: null\n")
+    model = load_model(ckpt)
+    assert model.config.diffusion.steps == 7 and isinstance(model.config.diffusion.steps, int)
+    assert model.config.diffusion.S_churn == 12.0 and model.meta["sampler_defaults"] == "m.sampler.yaml"
+    # what the network was trained on is untouched
+    assert model.config.diffusion.sigma_data == stored.config.diffusion.sigma_data
+    assert model.config.trainer == stored.config.trainer
+    result = sample_crystals(model, 2, seed=0)
+    assert result.settings["S_churn"] == 12.0 and result.nfe == 2 * 7 - 1
+    sidecar.write_text("")  # an empty file changes nothing
+    assert load_model(ckpt).config.diffusion == stored.config.diffusion
+
+
+@pytest.mark.parametrize("text, match", [
+    ("sigma_data: 1.0\n", "not sampler settings"),
+    ("steps: [1, 2\n", "not a readable YAML"),
+    ("- steps\n", "expected a mapping"),
+    ("S_churn: lots\n", "must be a number"),
+    ("steps: 7.5\n", "integer"),
+    ("steps: 1\n", "steps >= 2"),
+])
+def test_a_bad_sampler_sidecar_is_a_clear_error(tiny_run, tmp_path, text, match):
+    from crysgen.checkpoint import sampler_defaults_path
+
+    _, path, _ = tiny_run
+    ckpt = _resave(path, tmp_path / "m.pt")
+    sampler_defaults_path(ckpt).write_text(text)
+    with pytest.raises(ValueError, match=match) as info:
+        load_model(ckpt)
+    assert "m.sampler.yaml" in str(info.value)
