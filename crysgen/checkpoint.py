@@ -162,10 +162,12 @@ def _with_sampler_defaults(diffusion, sidecar: Path):
         raise ValueError(f"{sidecar}: {exc}") from None
 
 
-def export_run(run_dir: str | os.PathLike, out: str | os.PathLike | None = None) -> Path:
+def export_run(run_dir: str | os.PathLike, out: str | os.PathLike | None = None, *,
+               weights_dtype: str = "float32", meta: dict[str, Any] | None = None) -> Path:
     """A sampling checkpoint from the newest trainer checkpoint of a run directory (e.g. an interrupted run).
 
-    Uses the EMA weights when the run kept them; writes ``out`` (default ``run_dir/model.pt``).
+    Uses the EMA weights when the run kept them; writes ``out`` (default ``run_dir/model.pt``). ``meta`` entries
+    replace the recorded ones (e.g. a portable ``data`` source and a training history for a shipped model).
     """
     import json
 
@@ -186,8 +188,8 @@ def export_run(run_dir: str | os.PathLike, out: str | os.PathLike | None = None)
         weights.update(payload["ema"]["shadow"])
     meta = {"step": int(payload["step"]), "weights": "ema" if payload.get("ema") is not None else "raw",
             "data": {k: v for k, v in data.items() if k != "properties"}, "source_checkpoint": str(ckpt),
-            "trained_with": config_to_dict(config.trainer) | {"batch_size": config.batch_size}}
+            "trained_with": config_to_dict(config.trainer) | {"batch_size": config.batch_size}} | dict(meta or {})
     scaler = MatrixScaler.from_state_dict(json.loads((run_dir / "scaler.json").read_text(encoding="utf-8")))
     encoder = CrystalEncoder(config.data.n_elements, config.data.max_sites, config.data.origin)
     return save_model(out or run_dir / "model.pt", weights=weights, config=config, encoder=encoder, scaler=scaler,
-                      properties=data["properties"], meta=meta)
+                      properties=data["properties"], meta=meta, weights_dtype=weights_dtype)

@@ -311,3 +311,19 @@ def test_a_bad_sampler_sidecar_is_a_clear_error(tiny_run, tmp_path, text, match)
     with pytest.raises(ValueError, match=match) as info:
         load_model(ckpt)
     assert "m.sampler.yaml" in str(info.value)
+
+
+def test_export_run_packages_a_shipped_model(tiny_run, tmp_path):
+    """float16 weights and metadata replaced by the packager (a portable data source, no machine path)."""
+    from crysgen.checkpoint import export_run
+
+    run_dir, path, _ = tiny_run
+    portable = {"dataset": "perov_5", "split": "val", "source": "<data_dir>/crystals/perov_5/val.csv"}
+    out = export_run(run_dir, tmp_path / "shipped.pt", weights_dtype="float16",
+                     meta={"data": portable, "history": "4 steps"})
+    model = load_model(out)
+    assert model.meta["data"] == portable and model.meta["history"] == "4 steps"
+    assert model.meta["weights"] == "ema" and "trained_with" in model.meta
+    assert out.stat().st_size < 0.75 * (run_dir / "model.pt").stat().st_size
+    raw = torch.load(out, weights_only=True)["weights"]
+    assert {t.dtype for t in raw.values() if t.is_floating_point()} == {torch.float16}
