@@ -143,7 +143,10 @@ def config_from_dict(cls: type[T], data: dict, path: str = "") -> T:
     try:
         return cls(**kwargs)
     except (TypeError, ValueError) as err:  # __post_init__ checks of the dataclass itself
-        raise ConfigError(f"{path or cls.__name__}: {err}") from err
+        message = str(err)
+        if not (path and message.startswith(f"{path}.")):  # "data.origin must ..." already names its place
+            message = f"{path or cls.__name__}: {message}"
+        raise ConfigError(message) from err
 
 
 def _join(path: str, name: str) -> str:

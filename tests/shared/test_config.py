@@ -105,6 +105,32 @@ def test_post_init_errors_become_config_errors():
         load_config(TrainerConfig, {"max_steps": 0})
 
 
+@dataclasses.dataclass
+class _CheckedPart:
+    width: int = 1
+    depth: int = 1
+
+    def __post_init__(self):
+        if self.width < 1:
+            raise ValueError(f"width must be >= 1, got {self.width}")
+        if self.depth < 1:
+            raise ValueError(f"part.depth must be >= 1, got {self.depth}")
+
+
+@dataclasses.dataclass
+class _HoldsAPart:
+    part: _CheckedPart = dataclasses.field(default_factory=_CheckedPart)
+
+
+def test_a_section_error_names_its_place_once():
+    with pytest.raises(ConfigError) as err:
+        load_config(_HoldsAPart, {"part": {"width": 0}})
+    assert str(err.value) == "part: width must be >= 1, got 0"
+    with pytest.raises(ConfigError) as err:  # the message already says where: no "part: part.depth"
+        load_config(_HoldsAPart, {"part": {"depth": 0}})
+    assert str(err.value) == "part.depth must be >= 1, got 0"
+
+
 
 @dataclasses.dataclass
 class _Inner:
