@@ -57,7 +57,9 @@ def test_the_embedded_model_names_its_data_without_a_machine_path(tmp_path, refe
 
     assert main(["sample", "-n", "2", "--out", str(tmp_path), "--steps", "2", "--no-progress"]) == 0
     trained = json.loads((tmp_path / "sampling.json").read_text())["training_data"]
-    assert trained == {"dataset": "perov_5", "split": "val", "source": "<data_dir>/crystals/perov_5/val.csv"}
+    assert {k: trained[k] for k in ("dataset", "split", "source")} == \
+        {"dataset": "perov_5", "split": "val", "source": "<data_dir>/crystals/perov_5/val.csv"}
+    assert trained.get("name", "perov_5") == "perov_5"
     for dataset in ("perov_5", None):  # named by the user, or taken from sampling.json: novelty against val
         args = argparse.Namespace(source=str(tmp_path), dataset=dataset, train_split=None, reference="test",
                                   data_dir=str(reference_data))

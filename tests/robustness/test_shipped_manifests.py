@@ -82,3 +82,11 @@ def test_shipped_generator_metadata_names_no_machine_path():
     payload = torch.load(ROOT / "molgen" / "pretrained" / "generator.pt", weights_only=True, map_location="cpu")
     offenders = {where: machine_paths(text) for where, text in _strings(payload["metadata"]) if machine_paths(text)}
     assert not offenders, f"molgen/pretrained/generator.pt metadata names build-machine paths: {offenders}"
+
+
+def test_shipped_crystal_model_metadata_names_no_machine_path():
+    import torch
+
+    payload = torch.load(ROOT / "crysgen" / "pretrained" / "perov5.pt", weights_only=True, map_location="cpu")
+    offenders = {where: machine_paths(text) for where, text in _strings(payload["meta"]) if machine_paths(text)}
+    assert not offenders, f"crysgen/pretrained/perov5.pt metadata names build-machine paths: {offenders}"
