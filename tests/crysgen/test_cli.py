@@ -100,3 +100,21 @@ def test_evaluate_against_the_test_split(cli_run, reference_data):
     assert main(["evaluate", str(out), "--data-dir", str(reference_data), "--workers", "2"]) == 0
     report = json.loads((out / "metrics.json").read_text())
     assert report["protocol"]["reference_split"] == "test" and "valid" in report["metrics"]
+
+
+def test_the_embedded_model_is_perov5_yaml_as_shipped():
+    """`crysgen train perov5` reproduces the embedded model's recipe: every setting but the inferred element list
+    and the progress bar (the manifest's command) is the packaged config's."""
+    from crysgen.checkpoint import load_model
+    from crysgen.config import load_train_config
+    from shared.config import config_to_dict
+
+    shipped = config_to_dict(load_model().config)
+    recipe = config_to_dict(load_train_config("crysgen/configs/perov5.yaml"))
+    for config in (shipped, recipe):
+        config["data"].pop("elements")
+        config["trainer"].pop("progress")
+    assert shipped == recipe
+    manifest = json.loads((default_checkpoint().parent / "manifest.json").read_text())
+    assert manifest["parameters"] == sum(p.numel() for p in load_model().denoiser.parameters())
+    assert manifest["size_bytes"] == default_checkpoint().stat().st_size
