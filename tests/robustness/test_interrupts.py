@@ -392,8 +392,11 @@ def _molecules_sdf(path: Path, n: int) -> None:
     from rdkit.Chem import AllChem
 
     with Chem.SDWriter(str(path)) as writer:
-        for k in range(n):  # different molecules: one cache entry each
-            mol = Chem.AddHs(Chem.MolFromSmiles("C" * (k % 6 + 1) + "O" + "C" * (k // 6)))
+        # different molecules, one cache entry each; 12-20 heavy atoms, so that one xTB single point takes tens
+        # of ms and the job cannot finish between the poll that sees two results and the signal (methanol-sized
+        # molecules ran at ~170/s and sometimes did)
+        for k in range(n):
+            mol = Chem.AddHs(Chem.MolFromSmiles("C" * (k % 6 + 6) + "O" + "C" * (k // 6 + 5)))
             AllChem.EmbedMolecule(mol, randomSeed=k)
             writer.write(mol)
 
