@@ -2,8 +2,9 @@
 
 Contents (plain containers and tensors only, so it loads with ``torch.load(weights_only=True)``):
 ``format``/``version``, ``config`` (the training :class:`~crysgen.config.CrysgenConfig` as a dict),
-``encoder`` (``n_elements``, ``max_sites``), ``scaler`` (``MatrixScaler.state_dict``), ``properties``
-(names and the mean/std used to normalise them), ``weights`` (the EMA weights of the denoiser, float32, or
+``encoder`` (``n_elements``, ``max_sites``, ``origin``, ``lattice``; files without the last two are the paper's
+layout), ``scaler`` (``MatrixScaler.state_dict``), ``properties`` (names and the mean/std used to normalise them),
+``weights`` (the EMA weights of the denoiser, float32, or
 float16 for shipped models: they are cast back to float32 on loading) and ``meta`` (how it was trained).
 
 Sampler defaults may live beside the binary: ``NAME.sampler.yaml`` next to ``NAME.pt`` holds keys of
@@ -88,7 +89,8 @@ def save_model(path: str | os.PathLike, *, weights: dict[str, torch.Tensor], con
             raise ValueError(f"weight {name} exceeds the float16 range; save it as float32")
     payload = {
         "format": FORMAT, "version": VERSION, "config": config_to_dict(config),
-        "encoder": {"n_elements": encoder.n_elements, "max_sites": encoder.max_sites, "origin": encoder.origin},
+        "encoder": {"n_elements": encoder.n_elements, "max_sites": encoder.max_sites, "origin": encoder.origin,
+                    "lattice": encoder.lattice},
         "scaler": scaler.state_dict(), "properties": dict(properties),
         "weights": {k: v.detach().to("cpu", dtype) if v.is_floating_point() else v.detach().cpu()
                     for k, v in weights.items()},
@@ -190,6 +192,6 @@ def export_run(run_dir: str | os.PathLike, out: str | os.PathLike | None = None,
             "data": {k: v for k, v in data.items() if k != "properties"}, "source_checkpoint": str(ckpt),
             "trained_with": config_to_dict(config.trainer) | {"batch_size": config.batch_size}} | dict(meta or {})
     scaler = MatrixScaler.from_state_dict(json.loads((run_dir / "scaler.json").read_text(encoding="utf-8")))
-    encoder = CrystalEncoder(config.data.n_elements, config.data.max_sites, config.data.origin)
+    encoder = CrystalEncoder(config.data.n_elements, config.data.max_sites, config.data.origin, config.data.lattice)
     return save_model(out or run_dir / "model.pt", weights=weights, config=config, encoder=encoder, scaler=scaler,
                       properties=data["properties"], meta=meta, weights_dtype=weights_dtype)

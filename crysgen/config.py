@@ -31,6 +31,7 @@ class DataConfig:
     properties: list[str] = field(default_factory=list)  # CSV columns to condition on (classifier-free guidance)
     origin: str = "cell"  # "site": each crystal translated so an anchor site is at the origin (CrystalEncoder)
     permute_sites: bool = False  # train on a random order of each crystal's sites (augmentation)
+    lattice: str = "abc"  # "log-cos": lattice rows hold ln(lengths) and cos(angles) (CrystalEncoder)
     cache_dir: str | None = None  # parsed-CSV cache; None: ~/.cache/scoregen
     workers: int = 1
 
@@ -41,6 +42,8 @@ class DataConfig:
                 raise ValueError(f"data.{name} must be >= 1 or empty (inferred from the data), got {value}")
         if self.origin not in CrystalEncoder.ORIGINS:
             raise ValueError(f"data.origin must be one of {CrystalEncoder.ORIGINS}, got {self.origin!r}")
+        if self.lattice not in CrystalEncoder.LATTICES:
+            raise ValueError(f"data.lattice must be one of {CrystalEncoder.LATTICES}, got {self.lattice!r}")
         if self.elements is not None and not self.elements:
             raise ValueError("data.elements must name at least one element, or be empty (inferred from the data)")
 

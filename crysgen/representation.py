@@ -3,7 +3,9 @@
 Layout of one matrix (``rows = 94 + 2 + 2 * max_sites``, ``width = max(n_elements, 3)``), top to bottom:
 
 * **E** (94 rows): column ``j`` is the one-hot atomic number (row ``Z - 1``) of element slot ``j``.
-* **L** (2 rows): ``[a, b, c]`` in Angstrom and ``[alpha, beta, gamma]`` in degrees, in columns 0-2.
+* **L** (2 rows): ``[a, b, c]`` in Angstrom and ``[alpha, beta, gamma]`` in degrees, in columns 0-2 (the paper's
+  ``lattice="abc"``). ``lattice="log-cos"`` stores ``[ln a, ln b, ln c]`` and ``[cos alpha, cos beta, cos gamma]``
+  instead: a length error is then relative, and the angle rows live on [-1, 1] (an ablation option).
 * **C** (``max_sites`` rows): fractional coordinates ``[x, y, z]`` of each site, wrapped to [0, 1), columns 0-2.
 * **O** (``max_sites`` rows): one-hot over element slots saying which element occupies the site; all-zero = empty.
 
@@ -69,13 +71,17 @@ class CrystalEncoder:
     """Encode pymatgen Structures as DiffCrysGen matrices and decode matrices back (see module docstring)."""
 
     ORIGINS = ("cell", "site")
+    LATTICES = ("abc", "log-cos")
 
-    def __init__(self, n_elements: int = 3, max_sites: int = 20, origin: str = "cell"):
+    def __init__(self, n_elements: int = 3, max_sites: int = 20, origin: str = "cell", lattice: str = "abc"):
         if n_elements < 1 or max_sites < 1:
             raise ValueError(f"n_elements and max_sites must be >= 1, got {n_elements}, {max_sites}")
         if origin not in self.ORIGINS:
             raise ValueError(f"origin must be one of {self.ORIGINS}, got {origin!r}")
+        if lattice not in self.LATTICES:
+            raise ValueError(f"lattice must be one of {self.LATTICES}, got {lattice!r}")
         self.origin = origin
+        self.lattice = lattice
         self.n_elements = int(n_elements)
         self.max_sites = int(max_sites)
         self.width = max(self.n_elements, 3)
@@ -133,9 +139,11 @@ class CrystalEncoder:
 
         matrix = np.zeros(self.shape, dtype=np.float64)
         matrix[elements - 1, np.arange(len(elements))] = 1.0
-        lattice = structure.lattice
-        matrix[self.lattice_row, :3] = lattice.abc
-        matrix[self.lattice_row + 1, :3] = lattice.angles
+        lengths, angles = np.asarray(structure.lattice.abc), np.asarray(structure.lattice.angles)
+        if self.lattice == "log-cos":
+            lengths, angles = np.log(lengths), np.cos(np.radians(angles))
+        matrix[self.lattice_row, :3] = lengths
+        matrix[self.lattice_row + 1, :3] = angles
         matrix[self.coord_row:self.coord_row + n, :3] = frac[order]
         matrix[self.occ_row + np.arange(n), slots[order]] = 1.0
         return matrix
@@ -194,6 +202,10 @@ class CrystalEncoder:
             raise ValueError(f"expected matrices of shape (B, {self.rows}, {self.width}), got {batch.shape}")
         slot_z = batch[:, :MAX_Z, :self.n_elements].argmax(axis=1) + 1  # (B, n_elements)
         params = batch[:, self.lattice_row:self.lattice_row + 2, :3].reshape(-1, 6)
+        if self.lattice == "log-cos":  # back to (a, b, c, alpha, beta, gamma); |cos| > 1 is clipped to 0/180 deg
+            with np.errstate(over="ignore", invalid="ignore"):
+                params = np.concatenate([np.exp(params[:, :3]),
+                                         np.degrees(np.arccos(np.clip(params[:, 3:], -1.0, 1.0)))], axis=1)
         coords = _wrap(batch[:, self.coord_row:self.occ_row, :3])
         occupancy = batch[:, self.occ_row:, :self.n_elements]
         site_slot = occupancy.argmax(axis=2)

@@ -150,7 +150,7 @@ def prepare_data(config: CrysgenConfig, data_dir=None, log=print) -> dict[str, A
     if len(dataset) == 0:
         raise ValueError(f"{where.path}: no structure could be parsed ({len(dataset.errors)} unparsable rows)")
     config = _resolved_config(config, where, dataset.structures)
-    encoder = CrystalEncoder(config.data.n_elements, config.data.max_sites, config.data.origin)
+    encoder = CrystalEncoder(config.data.n_elements, config.data.max_sites, config.data.origin, config.data.lattice)
     allowed = set(config.data.elements)
     foreign = {i: sorted({e.symbol for e in s.composition} - allowed) for i, s in enumerate(dataset.structures)}
     foreign = {i: extra for i, extra in foreign.items() if extra}

@@ -227,6 +227,26 @@ def test_symmetry_options_train_resume_bitwise_and_reach_the_checkpoint(referenc
         load_train_config("crysgen/configs/perov5.yaml", ["data.origin=middle"])
 
 
+def test_the_lattice_encoding_travels_with_the_checkpoint(reference_data, tmp_path):
+    from crysgen.checkpoint import export_run
+
+    config = load_train_config("crysgen/configs/perov5.yaml", TINY_OVERRIDES + ["data.lattice=log-cos"])
+    model = load_model(train(config, tmp_path / "run", reference_data, log=lambda *a: None))
+    assert model.encoder.lattice == "log-cos" and model.config.data.lattice == "log-cos"
+    assert load_model(export_run(tmp_path / "run", tmp_path / "exported.pt")).encoder.lattice == "log-cos"
+    # the scaler was fitted on log lengths: perov-5 cells are 3-10 A long, so the L0 row spans about ln 3..ln 10
+    low, high = model.scaler.row_min[model.encoder.lattice_row], model.scaler.row_max[model.encoder.lattice_row]
+    assert 0.5 < low < high < 3.0
+    assert len(sample_crystals(model, 3, seed=0, steps=3).structures) == 3
+    # checkpoints written before the option existed carry no lattice key: they are the paper's layout
+    payload = torch.load(tmp_path / "exported.pt", weights_only=True)
+    del payload["encoder"]["lattice"]
+    torch.save(payload, tmp_path / "old.pt")
+    assert load_model(tmp_path / "old.pt").encoder.lattice == "abc"
+    with pytest.raises(ValueError, match="data.lattice"):
+        load_train_config("crysgen/configs/perov5.yaml", ["data.lattice=matrix"])
+
+
 def _resave(path, out, **kwargs):
     """Re-write a sampling checkpoint through save_model (as the shipped model is packaged)."""
     from crysgen.checkpoint import save_model
