@@ -56,6 +56,8 @@ TRAINING_VARIANTS = {
     # symmetry-aware representation / training (issue 12): a canonical origin, and site-order augmentation
     "origin at a site (data.origin=site)": ["data.origin=site"],
     "site permutation augmentation": ["data.permute_sites=true"],
+    # lattice parameterisation: ln(lengths) and cos(angles) rows instead of Angstrom and degrees
+    "lattice ln(a,b,c) + cos(angles) (data.lattice=log-cos)": ["data.lattice=log-cos"],
 }
 METRICS = ["valid", "struct_valid", "comp_valid", "cov_recall", "cov_precision", "wdist_density", "unique",
            "sg_frac_p1", "sg_n_unique", "sg_tv_distance"]
