@@ -42,6 +42,7 @@ SAMPLING_VARIANTS = {  # churn is always given: the embedded model's own default
     "heun-50 churn 20": {"steps": 50, "S_churn": 20.0},
     "heun-100 churn 40 (default)": {"steps": 100, "S_churn": 40.0},
     "heun-100 churn 20 + symmetrize 0.1 A": {"steps": 100, "S_churn": 20.0, "symmetrize": 0.1},
+    "heun-100 churn 40 + symmetrize 0.1 A": {"steps": 100, "S_churn": 40.0, "symmetrize": 0.1},
 }
 # The ablations were measured against perov5.yaml at width 48 (its value until the width-64 retraining): every
 # training variant starts from that, so the rows stay comparable and reproducible.
