@@ -7,8 +7,8 @@ space-group P1 fraction and TV distance to the test split) on the same number of
   Heun steps, stochastic churn, and ``--symmetrize`` post-processing (with CHGNet single-point energies of the
   valid crystals before and after, when CHGNet is installed);
 * **training** variants train perov5.yaml at width 48 (``ABLATION_BASE``) with overrides for ``--train-steps``
-  optimizer steps each (model width, EDM noise distribution, property conditioning, origin, site order), in
-  resumable run directories under ``--work``.
+  optimizer steps each (model width, EDM noise distribution, property conditioning, origin, site order, lattice
+  rows), in resumable run directories under ``--work``.
 
 Every finished variant is written to ``--work/<variant>.json`` at once, so an interrupted run resumes where it
 stopped; the table goes to benchmarks/results/<name>.{json,md}.
@@ -229,13 +229,17 @@ def main(argv=None) -> int:
                 rows[name] = training_variant(name, data, args)
             atomic_write_json(done, rows[name])
             print(json.dumps(rows[name]), flush=True)
+    sampling_model = str(args.checkpoint or "embedded crysgen/pretrained/perov5.pt")
+    if "sampling" in kinds:  # say which model it is: the embedded one changes between versions
+        model = model or load_model(args.checkpoint)
+        sampling_model += f" (U-Net width {model.config.model.channels}, {model.meta.get('step')} steps)"
     protocol = {
         "dataset": "perov-5 (CDVAE); training variants train on VAL (no train split here), all score against TEST",
         "n_per_variant": args.num, "seed": args.seed, "novelty": "not computed (ablations compare quality)",
-        "sampling_variants_model": str(args.checkpoint or "embedded crysgen/pretrained/perov5.pt (7,200 steps)"),
-        "training_variants": f"crysgen/configs/perov5.yaml + {' '.join(ABLATION_BASE)} + overrides, "
-                             f"{args.train_steps} steps each, "
-                             "sampled with Heun 100 steps, churn 0",
+        **({"sampling_variants_model": sampling_model} if "sampling" in kinds else {}),
+        **({"training_variants": f"crysgen/configs/perov5.yaml + {' '.join(ABLATION_BASE)} + overrides, "
+                                 f"{args.train_steps} steps each, sampled with Heun 100 steps, churn 0"}
+           if "training" in kinds else {}),
         "cov_cutoffs": "struct 0.2 / comp 4", "oxidation_states": "smact14",
         "metric_ceiling": f"COV-R at {args.num} samples is bounded by about {args.num}/3785 x matches per sample; "
                           "see benchmarks/results/crysgen_perov5_ceiling.md for the 500-sample ceiling",
