@@ -56,6 +56,9 @@ class CrysgenCampaign:
         bad = sorted(set(spec.verify) - set(VERIFIERS))
         if bad:
             raise ValueError(f"unknown verifier(s) {bad}; crysgen knows {', '.join(VERIFIERS)}")
+        if spec.relax not in (None, "none"):
+            raise ValueError(f"relax: {spec.relax!r}: crysgen campaigns do not relax before verification "
+                             "(verify: [relax] relaxes with CHGNet); leave the key out")
         model = _model(spec.model)
         if spec.target:
             model.normalise_condition(spec.target)  # names: exactly the model's properties

@@ -7,8 +7,13 @@ The domain side of ``shared.campaign`` (which owns shards, resume, executors and
 * ``filters``: ``valid`` (RDKit sanitises), ``closed_shell``, ``connected`` (one fragment), ``geometry`` (bond
   lengths, angles, clashes), ``novel`` (not in the generator's QM9 training half; needs the prepared QM9),
   ``unique`` (first of each canonical SMILES), ``max_atoms: N``, ``elements: [H, C, N, O, F]``.
+* ``relax``: ``mmff`` (the default), ``xtb`` or ``none``: every candidate is relaxed (``molgen.relax``) before the
+  filters and verifiers see it, so xTB / B3LYP / regressor values belong to a minimum, not to the generated
+  (strained) geometry; each candidate keeps its strain (``relax_energy_eV``, ``relax_heavy_rmsd_A``, shown beside
+  the top-k in the report), and the automatic filter ``relaxed_intact`` drops candidates that could not be relaxed
+  or whose bonding changed on relaxation. ``none`` verifies generated geometries (the report says so).
 * ``verify``: ``xtb`` (GFN2-xTB single point), ``b3lyp`` (QM9's level, PySCF; slow), ``regressor`` (the shipped
-  property regressors on the generated geometry).
+  property regressors), each on the relaxed geometry.
 * ``rank_by``: ``METHOD:PROPERTY`` — the distance of a verified value to the target (``xtb:gap``,
   ``regressor:mu``), or, for a property that is not targeted, the value itself, lowest first
   (``xtb:energy``). xTB orbital energies are not B3LYP's: rank xTB gaps against xTB-scale targets, or use
@@ -26,6 +31,9 @@ from shared.campaign import CampaignSpec, plot_funnel, plot_target_histograms, r
 __all__ = ["MolgenCampaign", "RegressorHook"]
 
 FILTERS = ("valid", "closed_shell", "connected", "geometry", "novel", "unique", "max_atoms", "elements")
+RELAX_CHOICES = ("mmff", "xtb", "none")
+DEFAULT_RELAX = "mmff"
+RELAX_FILTER = "relaxed_intact"  # added automatically when candidates are relaxed
 VERIFIERS = ("xtb", "b3lyp", "regressor")
 # a targeted property -> the name each verifier reports it under
 VERIFIED_NAMES = {
@@ -117,6 +125,8 @@ class MolgenCampaign:
         bad = sorted(set(spec.verify) - set(VERIFIERS))
         if bad:
             raise ValueError(f"unknown verifier(s) {bad}; molgen knows {', '.join(VERIFIERS)}")
+        if spec.relax is not None and spec.relax not in RELAX_CHOICES:
+            raise ValueError(f"relax: {spec.relax!r}; molgen relaxes with {', '.join(RELAX_CHOICES)}")
         target = {canonical_property(k): v for k, v in spec.target.items()}
         generator = _generator(spec.model)
         check_condition(generator, target)  # unknown properties and impossible values fail here
@@ -159,12 +169,14 @@ class MolgenCampaign:
         from molgen.sample import canonical_property, generate
 
         target = {canonical_property(k): v for k, v in spec.target.items()}
+        method = _relax_method(spec)
         result = generate(_generator(spec.model), n, condition=target, guidance_scale=spec.guidance_scale,
-                          steps=spec.steps, seed=seed, batch_size=n)
+                          steps=spec.steps, seed=seed, batch_size=n, relax=method)
         mols = result.mols()
         from rdkit import RDLogger
 
         RDLogger.DisableLog("rdApp.*")  # invalid molecules are a filter's result, not console noise
+        # on the relaxed geometry when relaxed: that is the molecule the campaign hands over
         geometry = geometry_checks(result.batch)["geometry_ok"].tolist() if spec.filters.get("geometry") else None
         allowed = self._element_numbers(spec.filters["elements"]) if "elements" in spec.filters else None
         reference = _training_smiles(self.qm9) if spec.filters.get("novel") else None
@@ -187,10 +199,33 @@ class MolgenCampaign:
                 filters["elements"] = set(numbers) <= allowed
             if reference is not None:
                 filters["novel"] = check.smiles is not None and check.smiles not in reference
+            values = {"n_atoms": len(numbers), "smiles": check.smiles or ""}
+            if method is not None:
+                relaxed = result.relax[k]
+                filters[RELAX_FILTER] = relaxed.sound
+                values.update({name: value for name, value in relaxed.fields().items()
+                               if name in ("relax_energy_eV", "relax_heavy_rmsd_A", "relax_status", "relax_reason",
+                                            "relax_bonding_changed")
+                               and value is not None})
             out.append({"record": Chem.MolToMolBlock(mol, kekulize=False), "key": check.smiles,
-                        "filters": filters, "values": {"n_atoms": len(numbers), "smiles": check.smiles or ""}})
+                        "filters": filters, "values": values})
         RDLogger.EnableLog("rdApp.*")
         return out
+
+    # --- report ---------------------------------------------------------------------------------------------
+
+    def report_notes(self, spec: CampaignSpec) -> list[str]:
+        method = _relax_method(spec)
+        if method is None:
+            return ["Verified on the generated geometries (relax: none): values of strained molecules are not those "
+                    "of the molecules' minima."]
+        name = {"mmff": "MMFF94", "xtb": "GFN2-xTB"}[method]
+        return [f"Filters and verification ran on {name}-relaxed geometries; candidates that could not be relaxed "
+                f"or whose bonding changed on relaxation fail the filter {RELAX_FILTER}. Strain = relaxation energy "
+                f"({name}, eV per molecule) and heavy-atom RMSD between the generated and relaxed geometry."]
+
+    def report_columns(self, spec: CampaignSpec) -> list[str]:
+        return ["smiles", "relax_energy_eV", "relax_heavy_rmsd_A"] if _relax_method(spec) else ["smiles"]
 
     # --- verification and ranking ----------------------------------------------------------------------------
 
@@ -229,6 +264,9 @@ class MolgenCampaign:
         for cand in top:
             fields = {"id": cand["id"], "rank": cand["rank"], "rank_value": cand.get("rank_value"),
                       "smiles": cand["values"].get("smiles", "")}
+            for name in ("relax_energy_eV", "relax_heavy_rmsd_A"):
+                if name in cand["values"]:
+                    fields[name] = cand["values"][name]
             for method, result in cand["verified"].items():
                 for name, value in result["values"].items():
                     if isinstance(value, (int, float)):
@@ -259,6 +297,11 @@ class MolgenCampaign:
                     judges[name] = method
                     break
         return out, judges
+
+
+def _relax_method(spec: CampaignSpec) -> str | None:
+    method = DEFAULT_RELAX if spec.relax is None else spec.relax
+    return None if method == "none" else method
 
 
 def _record_of(candidate: dict):

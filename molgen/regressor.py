@@ -7,6 +7,9 @@ The per-atom outputs are summed (or averaged) and mapped back to the property's 
 
     y = offset + sum_i atomref[type_i] + scale * readout_i(out_i)
 
+For the dipole moment (``readout="dipole"``) the per-atom outputs are partial charges q_i (e), shifted so that
+each molecule is neutral, and the prediction is |sum_i q_i r_i| in Debye, as in SchNet's and PaiNN's dipole
+heads: the moment's dependence on geometry is built in instead of learned from a scalar sum.
 ``offset``/``atomref`` are a least-squares fit of the property on the element counts of the training set and
 ``scale`` the std of what that linear model leaves; they are buffers, so they travel with the state dict.
 Distances, sums and the cutoff make the prediction invariant to rotations, translations, reflections and
@@ -24,6 +27,7 @@ import torch
 from torch import Tensor, nn
 
 from molgen.representation import ATOM_TYPES, MolBatch, atom_type_index
+from molgen.units import E_ANGSTROM_TO_DEBYE
 from shared.io import atomic_torch_save
 from shared.safe_load import safe_torch_load
 
@@ -40,12 +44,12 @@ class RegressorConfig:
     num_rbf: int = 16
     filter_depth: int = 1  # 1: filters linear in the radial basis (cheap on CPU); 2: a small MLP (SchNet)
     cutoff: float = 5.0  # Angstrom
-    readout: str = "sum"  # "sum" (extensive properties) or "mean"
+    readout: str = "sum"  # "sum" (extensive properties), "mean" (intensive) or "dipole" (|sum_i q_i r_i|, Debye)
     num_types: int = len(ATOM_TYPES)
 
     def __post_init__(self) -> None:
-        if self.readout not in ("sum", "mean"):
-            raise ValueError(f"readout must be 'sum' or 'mean', got {self.readout!r}")
+        if self.readout not in ("sum", "mean", "dipole"):
+            raise ValueError(f"readout must be 'sum', 'mean' or 'dipole', got {self.readout!r}")
         if self.filter_depth not in (1, 2):
             raise ValueError(f"filter_depth must be 1 or 2, got {self.filter_depth}")
         if min(self.hidden, self.num_interactions, self.num_rbf, self.num_types) < 1 or self.cutoff <= 0:
@@ -129,10 +133,20 @@ class PropertyRegressor(nn.Module):
         for block in self.interactions:
             h = block(h, rbf, weight, src, dst)
         out = self.head(h).reshape(b, n) * mask
+        if self.config.readout == "dipole":
+            return self._dipole(out, positions, mask)
         total = out.sum(-1)
         if self.config.readout == "mean":
             total = total / mask.sum(-1).clamp_min(1)
         return total
+
+    @staticmethod
+    def _dipole(charges: Tensor, positions: Tensor, mask: Tensor) -> Tensor:
+        """|sum_i q_i r_i| in Debye from raw per-atom charges, made neutral per molecule (so origin-free)."""
+        count = mask.sum(-1, keepdim=True).clamp_min(1)
+        q = (charges - charges.sum(-1, keepdim=True) / count) * mask
+        moment = (q.unsqueeze(-1) * positions).sum(1) * E_ANGSTROM_TO_DEBYE
+        return torch.sqrt((moment * moment).sum(-1) + 1e-8)
 
     def baseline(self, atom_types: Tensor, mask: Tensor) -> Tensor:
         """(B,) composition-only part of the prediction: offset + sum of atom references (float64)."""
@@ -141,6 +155,8 @@ class PropertyRegressor(nn.Module):
 
     def forward(self, atom_types: Tensor, positions: Tensor, mask: Tensor) -> Tensor:
         """(B,) predictions in the property's units (float64)."""
+        if self.config.readout == "dipole":  # already in Debye: no composition baseline for a vector's norm
+            return self.normalised(atom_types, positions, mask).double()
         return self.baseline(atom_types, mask) + self.scale * self.normalised(atom_types, positions, mask).double()
 
     @torch.no_grad()

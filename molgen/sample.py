@@ -9,6 +9,11 @@ half's range is a warning; one further out than the OOD task's margin (99th minu
 values, beyond the extreme) is an error. Guidance wraps the model: classifier-free (``guidance_scale`` w:
 ``u + w (c - u)``, w = 1 is the plain conditional model) and regressor guidance on positions through shipped
 property regressors (``regressor_scale``).
+
+``relax="mmff"`` or ``"xtb"`` relaxes every molecule after sampling (``molgen.relax``): the coordinates become the
+relaxed ones, each molecule keeps a ``RelaxResult`` (relaxation energy, heavy-atom RMSD, whether its bonding
+survived) that ``write_sdf`` writes into its record, and ``drop_unsound=True`` drops the molecules that could not
+be relaxed or whose bonding changed. Atoms, bonds and charges are never rewritten.
 """
 
 from __future__ import annotations
@@ -31,7 +36,7 @@ from shared.guidance import ClassifierFreeGuidance, GradientGuidance
 from shared.seeding import make_generator
 
 __all__ = ["Generated", "check_condition", "generate", "load_default_generator", "write_sdf",
-           "regressor_position_guidance"]
+           "regressor_position_guidance", "relax_generated"]
 
 # case-insensitive spellings users type -> molgen's property names
 _ALIASES = {"alpha": "alpha", "gap": "gap", "homo": "homo", "lumo": "lumo", "mu": "mu", "cv": "Cv"}
@@ -45,6 +50,9 @@ class Generated:
     seconds: float = 0.0
     nonfinite: int = 0  # molecules dropped because their integration produced NaN/inf
     settings: dict[str, Any] = field(default_factory=dict)
+    relax: list = field(default_factory=list)  # molgen.relax.RelaxResult per molecule when relaxed
+    relax_seconds: float = 0.0
+    dropped_unsound: int = 0  # molecules dropped by drop_unsound
 
     def __len__(self) -> int:
         return len(self.batch)
@@ -135,8 +143,18 @@ def generate(generator: Generator, n: int, *, condition: dict[str, float] | None
              guidance_scale: float = 1.0, steps: int | None = None, seed: int = 0, batch_size: int = 256,
              num_atoms: Tensor | None = None, sampler: SamplerConfig | None = None, device: str | torch.device = "cpu",
              regressors: dict[str, Any] | None = None, regressor_scale: float = 0.0, progress: bool = False,
-             drop_nonfinite: bool = True) -> Generated:
-    """Sample ``n`` molecules; deterministic for a seed on CPU. ``num_atoms`` overrides p(n) / p(n | condition)."""
+             drop_nonfinite: bool = True, relax: str | None = None, drop_unsound: bool = False,
+             relax_workers: int = 1) -> Generated:
+    """Sample ``n`` molecules; deterministic for a seed on CPU. ``num_atoms`` overrides p(n) / p(n | condition).
+
+    ``relax``/``drop_unsound``/``relax_workers``: see the module docstring."""
+    if relax is not None:
+        from molgen.relax import RELAX_METHODS
+
+        if relax not in RELAX_METHODS:
+            raise ValueError(f"unknown relaxation method {relax!r}; choose from {', '.join(RELAX_METHODS)}")
+    if drop_unsound and relax is None:
+        raise ValueError("drop_unsound needs a relaxation method (relax='mmff' or 'xtb')")
     if n < 1:
         raise ValueError(f"number of molecules must be positive, got {n}")
     if batch_size < 1:
@@ -204,8 +222,37 @@ def generate(generator: Generator, n: int, *, condition: dict[str, float] | None
                for k, v in condition.items()}
     settings = {"steps": cfg.steps, "eta": cfg.eta, "temperature": cfg.temperature, "purity": cfg.purity,
                 "guidance_scale": guidance_scale, "regressor_scale": regressor_scale, "seed": seed,
-                "condition": {k: ("per-molecule" if torch.is_tensor(v) else v) for k, v in condition.items()}}
-    return Generated(batch, targets, nfe, seconds, n - len(keep), settings)
+                "condition": {k: ("per-molecule" if torch.is_tensor(v) else v) for k, v in condition.items()},
+                "relax": relax, "drop_unsound": drop_unsound}
+    result = Generated(batch, targets, nfe, seconds, n - len(keep), settings)
+    if relax is not None:
+        result = relax_generated(result, relax, drop_unsound=drop_unsound, workers=relax_workers, progress=progress)
+    return result
+
+
+def relax_generated(generated: Generated, method: str, drop_unsound: bool = False, workers: int = 1,
+                    progress: bool = False) -> Generated:
+    """``generated`` with relaxed coordinates and a ``RelaxResult`` per molecule (see the module docstring)."""
+    from molgen.relax import relax_molecules
+
+    start = time.perf_counter()
+    results = relax_molecules(generated.mols(), method, workers=workers, progress=progress)
+    positions = generated.batch.positions.clone()
+    for k, result in enumerate(results):
+        if result.status == "ok":
+            a = int(generated.batch.mask[k].sum())
+            positions[k, :a] = torch.as_tensor(result.mol.GetConformer().GetPositions(), dtype=positions.dtype)
+    b = generated.batch
+    batch = MolBatch(b.numbers, b.charges, positions, b.bonds, b.mask)
+    keep = [k for k, r in enumerate(results) if r.sound or not drop_unsound]
+    if not keep:
+        raise ValueError(f"none of the {len(results)} molecules relaxed with its bonding intact "
+                         "(drop_unsound dropped them all)")
+    idx = torch.tensor(keep)
+    batch = MolBatch(batch.numbers[idx], batch.charges[idx], batch.positions[idx], batch.bonds[idx], batch.mask[idx])
+    targets = {k: v[idx] for k, v in generated.targets.items()}
+    return Generated(batch, targets, generated.nfe, generated.seconds, generated.nonfinite, generated.settings,
+                     [results[k] for k in keep], time.perf_counter() - start, len(results) - len(keep))
 
 
 def _to_batch(items: list[tuple[Tensor, Tensor, Tensor, Tensor]]) -> MolBatch:
@@ -226,15 +273,19 @@ def _to_batch(items: list[tuple[Tensor, Tensor, Tensor, Tensor]]) -> MolBatch:
 
 def write_sdf(generated: Generated, path: str | os.PathLike, extra: dict[str, Any] | None = None) -> Path:
     """One SDF record per molecule (3D, bonds, formal charges, explicit H; unsanitised so nothing is altered),
-    with fields ``molgen_index``, ``target_<prop>`` and ``extra`` values; written atomically."""
+    with fields ``molgen_index``, ``target_<prop>``, the relaxation's ``relax_*`` fields when relaxed and
+    ``extra`` values; written atomically."""
     from rdkit import Chem
 
+    from molgen.relax import annotate_mol
     from shared.io import atomic_write_text
 
     blocks = []
     for k, mol in enumerate(generated.mols()):
         mol.SetProp("_Name", f"molgen_{k}")
         mol.SetIntProp("molgen_index", k)
+        if generated.relax:
+            annotate_mol(mol, generated.relax[k])
         for name, values in generated.targets.items():
             mol.SetDoubleProp(f"target_{name}", float(values[k]))
         for name, value in (extra or {}).items():

@@ -43,8 +43,8 @@ REPORTING_UNITS: dict[str, tuple[str, float]] = {
     "mu": ("D", 1.0),
     "Cv": ("cal/(mol K)", 1.0),
 }
-# intensive orbital energies average over atoms; the rest grow with the molecule
-_DEFAULT_READOUT = {"gap": "mean", "homo": "mean", "lumo": "mean"}
+# intensive orbital energies average over atoms; the dipole is |sum q_i r_i|; the rest grow with the molecule
+_DEFAULT_READOUT = {"gap": "mean", "homo": "mean", "lumo": "mean", "mu": "dipole"}
 
 
 @dataclass
@@ -150,9 +150,12 @@ def train_regressor(config: RegressorTrainConfig, run_dir: str | os.PathLike, re
     valid = load_split(config.data, "valid", config.property, config.valid_limit)
 
     model = PropertyRegressor(model_config)
-    offset, atomref, scale = fit_normalisation(type_counts(train.atom_types, train.mask, model_config.num_types),
-                                               train.values)
-    model.set_normalisation(offset, atomref, scale)
+    if readout == "dipole":  # the dipole head predicts Debye directly; the loss is scaled by the data's spread
+        scale = float(train.values.std())
+    else:
+        offset, atomref, scale = fit_normalisation(
+            type_counts(train.atom_types, train.mask, model_config.num_types), train.values)
+        model.set_normalisation(offset, atomref, scale)
     loader = DataLoader(TensorDataset(train.atom_types, train.positions, train.mask, train.values),
                         batch_size=config.batch_size, shuffle=True, drop_last=True)
 

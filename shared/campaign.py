@@ -58,6 +58,7 @@ class CampaignSpec:
     filters: dict[str, Any] = field(default_factory=lambda: {"valid": True, "unique": True})
     verify: list[str] = field(default_factory=list)  # the domain's hooks, e.g. [xtb], [chgnet]
     rank_by: str | None = None  # e.g. "xtb:gap" (distance to the target) or "xtb:energy" (lowest first)
+    relax: str | None = None  # the domain's relaxation before filters and verification (None: the domain's default)
     top_k: int = 10
     seed: int = 0
     executor: Literal["local", "dask", "serial"] = "local"
@@ -114,6 +115,9 @@ class CampaignDomain(Protocol):
 
     def write_outputs(self, spec: CampaignSpec, candidates: list[dict], top: list[dict], out_dir: Path) -> list:
         """The top-k files and the figures (PNG paths for the report); returns the figure paths."""
+
+    # optional: ``report_notes(spec) -> list[str]`` (lines under the report's heading, e.g. on what geometry the
+    # values were verified) and ``report_columns(spec) -> list[str]`` (candidate values shown beside the top-k)
 
 
 @dataclass
@@ -362,7 +366,8 @@ def funnel(spec: CampaignSpec, candidates: list[dict]) -> list[tuple[str, int]]:
     """How many candidates survived each stage: generated, each filter in turn, each verification, ranked."""
     stages = [("generated", len(candidates))]
     alive = list(candidates)
-    names = [k for k in spec.filters if k != "unique"] + (["unique"] if spec.filters.get("unique") else [])
+    automatic = sorted({name for c in candidates for name in c["filters"]} - set(spec.filters))  # the domain's own
+    names = [k for k in spec.filters if k != "unique"] + automatic + (["unique"] if spec.filters.get("unique") else [])
     for name in names:
         alive = [c for c in alive if c["filters"].get(name, True)]
         stages.append((f"filter: {name}", len(alive)))
@@ -438,11 +443,16 @@ def _write_report(domain, spec: CampaignSpec, candidates: list[dict], top: list[
              "| stage | candidates |", "|---|---|"]
     lines += [f"| {name} | {count} |" for name, count in funnel(spec, candidates)]
     lines += ["", f"## Top {len(top)}", ""]
+    notes = getattr(domain, "report_notes", None)
+    if notes is not None:
+        lines[3:3] = [line for line in notes(spec) if line] + [""]
     if top:
         columns = ["rank", "id", "key", "rank_value"]
-        lines += ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
+        extra = list(getattr(domain, "report_columns", lambda _spec: [])(spec))
+        lines += ["| " + " | ".join(columns + extra) + " |", "|" + "---|" * len(columns + extra)]
         for cand in top:
-            lines.append("| " + " | ".join(str(cand.get(c, "")) for c in columns) + " |")
+            cells = [str(cand.get(c, "")) for c in columns] + [_cell(cand["values"].get(c, "")) for c in extra]
+            lines.append("| " + " | ".join(cells) + " |")
     else:
         lines.append("No candidate was ranked (no rank_by, or no candidate passed filters and verification).")
     failures: dict[str, int] = {}
@@ -467,6 +477,10 @@ def _write_report(domain, spec: CampaignSpec, candidates: list[dict], top: list[
 
 
 # --- status ----------------------------------------------------------------------------------------------------
+
+
+def _cell(value) -> str:
+    return f"{value:.3g}" if isinstance(value, float) else str(value)
 
 
 def _write_progress(spec: CampaignSpec, out_dir: Path, *, finished: bool = False, verified: int = 0) -> None:

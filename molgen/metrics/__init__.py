@@ -11,7 +11,7 @@ from molgen.metrics.conditional import (
 )
 from molgen.metrics.edm_bonds import edm_bond_orders, edm_stability_metrics
 from molgen.metrics.evaluators import default_evaluators, evaluate_molecules
-from molgen.metrics.geometry import geometry_checks, geometry_metrics, reference_bond_lengths
+from molgen.metrics.geometry import geometry_checks, geometry_metrics
 from molgen.metrics.stability import LENIENT_VALENCES, STRICT_VALENCES, atom_stability, stability_metrics
 
 __all__ = [
@@ -34,6 +34,5 @@ __all__ = [
     "permutation_baseline_mae",
     "property_mae",
     "rdkit_metrics",
-    "reference_bond_lengths",
     "stability_metrics",
 ]

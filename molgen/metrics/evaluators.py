@@ -1,7 +1,8 @@
 """The molecule metrics as ``shared.evaluation`` Evaluators over a generated ``MolBatch``.
 
 Context keys: ``train_smiles`` (novelty), ``targets`` and ``predictions`` (conditional MAE; predictions come from
-a property regressor run on the generated molecules). ``default_evaluators()`` lists them all;
+a property regressor run on the generated molecules), ``strain_method`` (``mmff`` or ``xtb``: relax every molecule
+and report its strain; ``strain_workers`` processes). ``default_evaluators()`` lists them all;
 ``evaluate_molecules`` runs them and reports what was skipped and why.
 """
 
@@ -13,6 +14,7 @@ from molgen.metrics.chemistry import MoleculeCheck, charge_metrics, novelty, rdk
 from molgen.metrics.conditional import property_mae
 from molgen.metrics.edm_bonds import edm_stability_metrics
 from molgen.metrics.geometry import geometry_metrics
+from molgen.metrics.soundness import posebusters_metrics, soundness_metrics, strain_metrics
 from molgen.metrics.stability import LENIENT_VALENCES, STRICT_VALENCES, stability_metrics
 from molgen.representation import MolBatch
 
@@ -56,6 +58,30 @@ def rdkit_evaluator(batch: MolBatch, context: dict) -> dict[str, float]:
     return dict(_rdkit_checks(batch)[0])
 
 
+@evaluator("soundness")
+def soundness_evaluator(batch: MolBatch, context: dict) -> dict[str, float]:
+    return soundness_metrics(batch, _rdkit_checks(batch)[1])
+
+
+@evaluator("posebusters")
+def posebusters_evaluator(batch: MolBatch, context: dict) -> dict[str, float]:
+    require_package("rdkit", extra="chem")
+    require_package("posebusters", extra="chem")
+    return posebusters_metrics(batch.to_mols(sanitize=False))
+
+
+@evaluator("strain", requires={"strain_method"})
+def strain_evaluator(batch: MolBatch, context: dict) -> dict[str, float]:
+    require_package("rdkit", extra="chem")
+    from molgen.relax import relax_molecules
+
+    results = relax_molecules(batch.to_mols(sanitize=False), context["strain_method"],
+                              workers=int(context.get("strain_workers") or 1),
+                              progress=bool(context.get("progress")))
+    batch.__dict__["_relax_results"] = results  # for callers that want the per-molecule records
+    return strain_metrics(results, prefix=f"strain_{context['strain_method']}_")
+
+
 @evaluator("novelty", requires={"train_smiles"})
 def novelty_evaluator(batch: MolBatch, context: dict) -> dict[str, float]:
     checks = _rdkit_checks(batch)[1]
@@ -76,6 +102,9 @@ def default_evaluators() -> list:
         charge_evaluator,
         geometry_evaluator,
         rdkit_evaluator,
+        soundness_evaluator,
+        posebusters_evaluator,
+        strain_evaluator,
         novelty_evaluator,
         property_mae_evaluator,
     ]

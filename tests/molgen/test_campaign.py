@@ -43,6 +43,17 @@ def test_campaign_runs_resumes_and_reports(tmp_path, capsys):
     assert top.count("$$$$") == min(3, len(ranked)) and "<regressor_gap>" in top
     for name in ("funnel.png", "target_gap.png", "top_k.png", "report.md", "report.html"):
         assert (out / name).stat().st_size > 500, name
+    # candidates are MMFF-relaxed by default: strain beside every relaxed one, and a named filter for the rest
+    assert {"filter_relaxed_intact", "relax_energy_eV", "relax_heavy_rmsd_A", "relax_status"} <= set(rows[0])
+    for row in rows:
+        assert (row["filter_relaxed_intact"] == "True") == (row["relax_status"] == "ok" and
+                                                           row["relax_bonding_changed"] == "0")
+        if row["relax_status"] == "ok":
+            assert float(row["relax_energy_eV"]) >= -1e-6 and float(row["relax_heavy_rmsd_A"]) >= 0
+    assert all(r["filter_relaxed_intact"] == "True" for r in passed)
+    report = (out / "report.md").read_text()
+    assert "MMFF94-relaxed geometries" in report and "relax_energy_eV" in report
+    assert "filter: relaxed_intact" in report and "<relax_energy_eV>" in top
 
     # rerun: nothing recomputed, same candidates; overrides after options are accepted and checked
     before = (out / "candidates.csv").read_text()
@@ -63,6 +74,7 @@ def test_campaign_runs_resumes_and_reports(tmp_path, capsys):
     ("rank_by: xtb:gap", "not in verify"),
     ("colour: blue", "colour"),
     ("n_candidates: -3", "n_candidates must be >= 1"),
+    ("relax: uff", "relax: 'uff'; molgen relaxes with mmff, xtb, none"),
 ])
 def test_bad_specs_fail_before_any_work(tmp_path, capsys, change, message):
     key = change.split(":")[0]

@@ -44,7 +44,7 @@ def assert_invariant(fn, types, positions, mask, generator: torch.Generator, ato
     torch.testing.assert_close(fn(*permuted), reference, atol=atol, rtol=1e-5)
 
 
-@pytest.mark.parametrize("readout,depth", [("sum", 1), ("mean", 2)])
+@pytest.mark.parametrize("readout,depth", [("sum", 1), ("mean", 2), ("dipole", 1)])
 def test_invariant_to_rotation_translation_reflection_and_permutation(readout, depth):
     g = torch.Generator().manual_seed(0)
     torch.manual_seed(0)
@@ -53,6 +53,26 @@ def test_invariant_to_rotation_translation_reflection_and_permutation(readout, d
     types, positions, mask = random_molecules(g)
     with torch.no_grad():
         assert_invariant(model, types, positions, mask, g)
+
+
+def test_dipole_readout_is_the_norm_of_neutralised_charges_times_positions():
+    from molgen.units import E_ANGSTROM_TO_DEBYE
+
+    model = PropertyRegressor(RegressorConfig(hidden=8, num_interactions=1, readout="dipole"))
+    charges = torch.tensor([[0.7, -0.2, 0.1, 0.0]])  # net +0.6: shifted by -0.2 each over the 3 real atoms
+    positions = torch.tensor([[[0.0, 0.0, 0.0], [1.0, 0.0, 0.0], [0.0, 2.0, 0.0], [9.0, 9.0, 9.0]]])
+    mask = torch.tensor([[True, True, True, False]])
+    q = torch.tensor([0.5, -0.4, -0.1])
+    expected = torch.linalg.norm((q.unsqueeze(-1) * positions[0, :3]).sum(0)) * E_ANGSTROM_TO_DEBYE
+    got = model._dipole(charges, positions, mask)
+    assert got.item() == pytest.approx(expected.item(), rel=1e-5)
+    shifted = model._dipole(charges, positions + torch.tensor([3.0, -1.0, 2.0]), mask)  # neutral: origin-free
+    assert shifted.item() == pytest.approx(expected.item(), rel=1e-5)
+    # forward() reports Debye directly: no composition baseline is added to a vector's norm
+    types = torch.tensor([[1, 0, 0, 0]])
+    model.set_normalisation(5.0, torch.ones(5), 3.0)
+    with torch.no_grad():
+        assert torch.allclose(model(types, positions, mask), model.normalised(types, positions, mask).double())
 
 
 def test_padding_and_batch_composition_do_not_change_predictions():
