@@ -198,6 +198,13 @@ def test_connectivity_check_sees_a_broken_bond():
     oxygen = next(a.GetIdx() for a in mol.GetAtoms() if a.GetSymbol() == "O")
     pos[oxygen] += 2.0 * (pos[oxygen] - pos[1]) / np.linalg.norm(pos[oxygen] - pos[1])
     assert not connectivity_matches(mol, pos)
+    # a bicyclo[1.1.1]pentane cage: its bridgeheads sit ~1.9 A apart, unbonded (RDKit's covalent-radius rule
+    # would bond them; QM9's own C-C lengths do not)
+    cage = relaxed("C1C2CC1C2")
+    heads = [a.GetIdx() for a in cage.GetAtoms() if sum(n.GetSymbol() == "C" for n in a.GetNeighbors()) == 3]
+    xyz = cage.GetConformer().GetPositions()
+    assert 1.75 < np.linalg.norm(xyz[heads[0]] - xyz[heads[1]]) < 2.0
+    assert connectivity_matches(cage)
 
 
 def _strained(smiles: str, scale: float = 1.08):
