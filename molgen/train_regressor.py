@@ -76,6 +76,7 @@ class RegressorTrainConfig:
     valid_limit: int | None = 2000  # validation molecules used for early stopping (None: all)
     train_limit: int | None = None  # first molecules of the regressor half (None: all; for tests)
     max_time_s: float | None = None  # wall-clock budget of the training loop
+    init_from: str | None = None  # warm start: a regressor file of the same property and architecture
 
     def __post_init__(self) -> None:
         if self.property not in REPORTING_UNITS:
@@ -150,8 +151,16 @@ def train_regressor(config: RegressorTrainConfig, run_dir: str | os.PathLike, re
     valid = load_split(config.data, "valid", config.property, config.valid_limit)
 
     model = PropertyRegressor(model_config)
+    if config.init_from:
+        start_model = load_regressor(config.init_from)
+        if start_model.metadata.get("property") != config.property or start_model.config != model_config:
+            raise ValueError(f"init_from {config.init_from}: a {start_model.metadata.get('property')} regressor with "
+                             f"{start_model.config}, not {config.property} with {model_config}")
+        model.load_state_dict(start_model.state_dict())
     if readout == "dipole":  # the dipole head predicts Debye directly; the loss is scaled by the data's spread
         scale = float(train.values.std())
+    elif config.init_from:  # keep the warm start's normalisation (it travels in the state dict)
+        scale = float(model.scale)
     else:
         offset, atomref, scale = fit_normalisation(
             type_counts(train.atom_types, train.mask, model_config.num_types), train.values)

@@ -46,3 +46,28 @@ def test_conditions_move_the_property_the_right_way(generator, prop, low, high):
     means = [float(regressor.predict_batch(generate(generator, 24, condition={prop: target}, num_atoms=counts,
                                                     steps=50, seed=0).batch).mean()) for target in (low, high)]
     assert means[1] > means[0], means
+
+
+def test_sample_relax_flags_every_record_and_drop_unsound_keeps_sound_ones(tmp_path, capsys):
+    from rdkit import Chem
+
+    from molgen.cli import main
+
+    out = tmp_path / "all.sdf"
+    assert main(["sample", "-n", "12", "--steps", "10", "--seed", "3", "--out", str(out), "--relax", "mmff",
+                 "--no-progress"]) == 0
+    printed = capsys.readouterr().out
+    assert "relax (mmff):" in printed and "ms per molecule" in printed
+    records = [m for m in Chem.SDMolSupplier(str(out), sanitize=False, removeHs=False)]
+    assert len(records) == 12 and all(m.HasProp("relax_status") for m in records)
+    relaxed = [m for m in records if m.GetProp("relax_status") == "ok"]
+    assert all(float(m.GetProp("relax_energy_eV")) >= -1e-6 and m.HasProp("relax_bonding_changed") for m in relaxed)
+    kept = tmp_path / "kept.sdf"
+    assert main(["sample", "-n", "12", "--steps", "10", "--seed", "3", "--out", str(kept), "--relax", "mmff",
+                 "--drop-unsound", "--no-progress"]) == 0
+    records = [m for m in Chem.SDMolSupplier(str(kept), sanitize=False, removeHs=False)]
+    sound = [m for m in relaxed if m.GetProp("relax_bonding_changed") == "0"]
+    assert len(records) == len(sound)
+    assert all(m.GetProp("relax_status") == "ok" and m.GetProp("relax_bonding_changed") == "0" for m in records)
+    assert main(["sample", "-n", "2", "--out", str(tmp_path / "x.sdf"), "--drop-unsound"]) == 2
+    assert "--drop-unsound needs --relax" in capsys.readouterr().err

@@ -189,6 +189,31 @@ def test_training_keeps_the_best_checkpoint_and_reports_test_mae_in_mev(small_qm
 
 
 @needs_qm9
+def test_warm_start_continues_from_a_regressor_file(small_qm9, tmp_path):
+    from molgen.train_regressor import RegressorTrainConfig, load_split, regressor_predictions, train_regressor
+    from shared.config import load_config
+
+    common = [f"data={small_qm9}", "model.hidden=16", "model.num_interactions=1", "batch_size=16",
+              "trainer.progress=false", "valid_limit=null"]
+    first = load_config(RegressorTrainConfig, None, ["property=homo", "trainer.max_steps=40",
+                                                     "trainer.eval_every=20", "trainer.lr=3e-3", *common])
+    train_regressor(first, tmp_path / "a")
+    # a warm start that cannot move (lr 1e-12) predicts what its starting file predicts, normalisation included
+    again = load_config(RegressorTrainConfig, None, [
+        "property=homo", "trainer.max_steps=1", "trainer.eval_every=1", "trainer.lr=1e-12",
+        f"init_from={tmp_path / 'a' / 'best.pt'}", *common])
+    train_regressor(again, tmp_path / "b")
+    valid = load_split(small_qm9, "valid", "homo")
+    torch.testing.assert_close(regressor_predictions(load_regressor(tmp_path / "b" / "best.pt"), valid),
+                               regressor_predictions(load_regressor(tmp_path / "a" / "best.pt"), valid),
+                               atol=1e-6, rtol=1e-6)
+    wrong = load_config(RegressorTrainConfig, None, [
+        "property=lumo", "trainer.max_steps=1", f"init_from={tmp_path / 'a' / 'best.pt'}", *common])
+    with pytest.raises(ValueError, match="init_from"):
+        train_regressor(wrong, tmp_path / "c")
+
+
+@needs_qm9
 def test_patience_stops_training(small_qm9, tmp_path):
     from molgen.train_regressor import RegressorTrainConfig, train_regressor
     from shared.config import load_config
