@@ -69,13 +69,19 @@ def posebusters_checks(mols: Sequence) -> dict[str, list[bool]]:
     from posebusters import PoseBusters
     from rdkit import Chem, RDLogger
 
+    # posebusters sends RDKit's messages to Python's "rdkit" logger: a failed check is a result, not a warning
+    loggers = {name: logging.getLogger(name) for name in ("posebusters", "rdkit")}
+    levels = {name: logger.level for name, logger in loggers.items()}
     RDLogger.DisableLog("rdApp.*")
-    logging.getLogger("posebusters").setLevel(logging.ERROR)
+    for logger in loggers.values():
+        logger.setLevel(logging.CRITICAL)
     try:
         frame = PoseBusters(config=_posebusters_config()).bust([Chem.Mol(m) for m in mols], None, None,
                                                                full_report=False)
     finally:
         RDLogger.EnableLog("rdApp.*")
+        for name, logger in loggers.items():
+            logger.setLevel(levels[name])
     out = {}
     for column in frame.columns:
         out[column] = [bool(v) if v == v and v is not None else False for v in frame[column].tolist()]
