@@ -225,7 +225,16 @@ class MolgenCampaign:
                 f"({name}, eV per molecule) and heavy-atom RMSD between the generated and relaxed geometry."]
 
     def report_columns(self, spec: CampaignSpec) -> list[str]:
-        return ["smiles", "relax_energy_eV", "relax_heavy_rmsd_A"] if _relax_method(spec) else ["smiles"]
+        from molgen.sample import canonical_property
+
+        verified = []
+        for method in spec.verify:
+            for prop in spec.target:
+                name = VERIFIED_NAMES[method].get(canonical_property(prop))
+                if name is not None:
+                    verified.append(f"{method}:{name}")
+        strain = ["relax_energy_eV", "relax_heavy_rmsd_A"] if _relax_method(spec) else []
+        return ["smiles", *verified, *strain]
 
     # --- verification and ranking ----------------------------------------------------------------------------
 

@@ -117,7 +117,8 @@ class CampaignDomain(Protocol):
         """The top-k files and the figures (PNG paths for the report); returns the figure paths."""
 
     # optional: ``report_notes(spec) -> list[str]`` (lines under the report's heading, e.g. on what geometry the
-    # values were verified) and ``report_columns(spec) -> list[str]`` (candidate values shown beside the top-k)
+    # values were verified) and ``report_columns(spec) -> list[str]`` (candidate values shown beside the top-k:
+    # names in ``values``, or ``METHOD:NAME`` for a verifier's value)
 
 
 @dataclass
@@ -451,7 +452,7 @@ def _write_report(domain, spec: CampaignSpec, candidates: list[dict], top: list[
         extra = list(getattr(domain, "report_columns", lambda _spec: [])(spec))
         lines += ["| " + " | ".join(columns + extra) + " |", "|" + "---|" * len(columns + extra)]
         for cand in top:
-            cells = [str(cand.get(c, "")) for c in columns] + [_cell(cand["values"].get(c, "")) for c in extra]
+            cells = [_cell(cand.get(c, "")) for c in columns] + [_cell(_report_value(cand, c)) for c in extra]
             lines.append("| " + " | ".join(cells) + " |")
     else:
         lines.append("No candidate was ranked (no rank_by, or no candidate passed filters and verification).")
@@ -477,6 +478,15 @@ def _write_report(domain, spec: CampaignSpec, candidates: list[dict], top: list[
 
 
 # --- status ----------------------------------------------------------------------------------------------------
+
+
+def _report_value(candidate: dict, column: str):
+    """A candidate value, or ``METHOD:NAME`` for a verifier's value ('' when absent or failed)."""
+    method, sep, name = column.partition(":")
+    if not sep:
+        return candidate["values"].get(column, "")
+    result = candidate["verified"].get(method)
+    return result["values"].get(name, "") if result and result.get("status") == "ok" else ""
 
 
 def _cell(value) -> str:
