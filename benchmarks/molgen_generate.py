@@ -235,7 +235,7 @@ def main(argv=None) -> int:
         "conditional": f"{args.cond_n} targets per property drawn from the generator half's labels, atom counts "
                        f"from p(n | c) (joint histogram, 20 quantile bins), {args.cond_steps} steps, no guidance "
                        "(scale 1); MAE on all raw generated molecules by the shipped CPU regressors "
-                       "(molgen/pretrained, 5-11x the EGNN reference MAE: the regressor error is part of every "
+                       "(molgen/pretrained, 2.5-4x the EGNN reference MAE: the regressor error is part of every "
                        "number); mae_regressor_unconditional_samples: the same targets against this generator's "
                        "unconditional samples; edm_*: EDM's baselines (published; and with our regressors from "
                        "benchmarks/results/molgen_qm9.json)",

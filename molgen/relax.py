@@ -225,13 +225,15 @@ def relax_molecules(mols: Sequence, method: str = "mmff", workers: int = 1, fmax
                     bar.update()
             return out
         from concurrent.futures import ProcessPoolExecutor
+        from multiprocessing import get_context
 
         from rdkit import Chem
 
         jobs = [(Chem.MolToMolBlock(m, kekulize=False), m.GetConformer().GetPositions(), method, fmax, max_steps)
                 for m in mols]
         out = []
-        with ProcessPoolExecutor(workers) as pool:
+        # spawn: a forked child of a process whose OpenMP pool (torch, xTB) is running can deadlock
+        with ProcessPoolExecutor(workers, mp_context=get_context("spawn")) as pool:
             for (result, positions), original in zip(pool.map(_relax_star, jobs), mols):
                 relaxed = Chem.Mol(original)
                 conf = relaxed.GetConformer()
