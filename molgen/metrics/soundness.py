@@ -7,7 +7,8 @@
   ETKDG ensemble); ``posebusters_valid`` is a molecule passing all of them. Two deviations from the packaged
   config, for time: the internal-energy ensemble has 10 conformers instead of 50 (0.26 s per QM9-sized molecule
   instead of ~2 s; a molecule fails only at 100x the ensemble's mean UFF energy, so the mean need not be
-  precise), and the energy module runs once (posebusters 0.6's ``mol.yml`` lists it twice);
+  precise), and the energy module runs once (posebusters 0.6's ``mol.yml`` lists it twice), on one thread (a
+  deterministic ensemble);
 * ``strain_records``: relaxation (``molgen.relax``, MMFF94 or GFN2-xTB) of every molecule: relaxation energy,
   heavy-atom RMSD and whether the bonding survives.
 """
@@ -110,6 +111,7 @@ def _posebusters_config() -> dict:
         modules.append(module)
     if energy is not None:
         energy.setdefault("parameters", {})["ensemble_number_conformations"] = ENSEMBLE_CONFORMERS
+        energy["parameters"]["num_threads"] = 1  # all threads made the ensemble depend on the machine's load
         energy.setdefault("chosen_binary_test_output", ["energy_ratio_passes"])
         energy.setdefault("rename_outputs", {"energy_ratio_passes": "Internal energy"})
         modules.append(energy)
