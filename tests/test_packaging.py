@@ -34,6 +34,7 @@ PYPI_TO_CONDA = {
     "torch-geometric": "pytorch-geometric",  # conda-forge spells it pytorch_geometric; names are normalised
     "e3nn": "e3nn",
     "rdkit": "rdkit",
+    "posebusters": "posebusters",  # conda-forge has it
     "networkx": "networkx",
     "fcd": "pip",
     "pymatgen": "pymatgen",
