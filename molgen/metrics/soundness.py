@@ -70,6 +70,16 @@ def posebusters_checks(mols: Sequence) -> dict[str, list[bool]]:
     from posebusters import PoseBusters
     from rdkit import Chem, RDLogger
 
+    # posebusters points RDKit's log handler at devnull and back at the sys.stderr of that moment; if that stream
+    # has since been closed (a replaced stderr: a notebook cell's, a test's capture), its next setStream flushes
+    # the closed stream and every InChI check fails. Point the handler at today's stderr first.
+    import sys
+
+    import rdkit
+
+    handler = getattr(rdkit, "log_handler", None)
+    if handler is not None and getattr(handler, "stream", None) is not sys.stderr:
+        handler.stream = sys.stderr
     # posebusters sends RDKit's messages to Python's "rdkit" logger: a failed check is a result, not a warning
     loggers = {name: logging.getLogger(name) for name in ("posebusters", "rdkit")}
     levels = {name: logger.level for name, logger in loggers.items()}

@@ -172,8 +172,23 @@ def test_posebusters_passes_relaxed_and_fails_squashed_molecules():
     pos = conf.GetAtomPosition(ring[0])
     conf.SetAtomPosition(ring[0], (pos.x, pos.y, pos.z + 0.8))  # a puckered benzene ring
     checks = posebusters_checks([good, bent])
-    assert checks["posebusters_valid"] == [True, False]
+    assert checks["posebusters_valid"] == [True, False], checks
     assert checks["aromatic_ring_flatness"] == [True, False]
+
+
+def test_posebusters_survives_a_closed_stderr_left_behind(monkeypatch):
+    """posebusters leaves RDKit's log handler on the stderr of its last run; a closed one failed every InChI check."""
+    pytest.importorskip("posebusters")
+    import io
+
+    import rdkit
+
+    from molgen.metrics.soundness import posebusters_checks
+
+    closed = io.StringIO()
+    closed.close()
+    monkeypatch.setattr(rdkit.log_handler, "stream", closed)
+    assert posebusters_checks([relaxed("CCO")])["inchi_convertible"] == [True]
 
 
 # --- relaxation ------------------------------------------------------------------------------------------------
