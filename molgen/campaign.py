@@ -77,7 +77,8 @@ class RegressorHook:
     def key(self, item: str) -> str:
         from shared.hooks import content_hash
 
-        return content_hash(self.name, self.version, list(self.properties), item)
+        # the models' bytes are part of the key: retrained regressors must not reuse an older model's cached values
+        return content_hash(self.name, self.version, list(self.properties), _regressor_hashes(self.properties), item)
 
     def compute_one(self, item: str) -> dict:
         from rdkit import Chem
@@ -306,6 +307,25 @@ class MolgenCampaign:
                     judges[name] = method
                     break
         return out, judges
+
+
+def _regressor_hashes(properties: tuple[str, ...]) -> list[str]:
+    import hashlib
+
+    from molgen.pretrained import pretrained_path
+
+    out = []
+    for prop in properties:
+        path = pretrained_path(prop)
+        stat = path.stat()
+        cache_key = (str(path), stat.st_size, stat.st_mtime_ns)
+        if cache_key not in _FILE_HASHES:
+            _FILE_HASHES[cache_key] = hashlib.sha256(path.read_bytes()).hexdigest()
+        out.append(_FILE_HASHES[cache_key])
+    return out
+
+
+_FILE_HASHES: dict = {}
 
 
 def _relax_method(spec: CampaignSpec) -> str | None:
