@@ -79,7 +79,6 @@ def strain_evaluator(batch: MolBatch, context: dict) -> dict[str, float]:
                               workers=int(context.get("strain_workers") or 1),
                               # MMFF takes milliseconds per molecule: a bar only for xTB
                               progress=bool(context.get("progress")) and context["strain_method"] == "xtb")
-    batch.__dict__["_relax_results"] = results  # for callers that want the per-molecule records
     return strain_metrics(results, prefix=f"strain_{context['strain_method']}_")
 
 
