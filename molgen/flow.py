@@ -31,7 +31,7 @@ from shared.discrete_flow import MaskingDiscreteFlow, discrete_flow_loss, temper
 from shared.flow import LinearInterpolant
 
 __all__ = ["FlowConfig", "CATEGORICAL", "kabsch_rotation", "align_prior", "centred_prior", "remove_com",
-           "noisy_state", "flow_loss", "SamplerConfig", "sample_molecules", "SampleOutput"]
+           "noisy_state", "flow_loss", "SamplerConfig", "time_grid", "sample_molecules", "SampleOutput"]
 
 CATEGORICAL = ("atom_types", "charges", "bonds")
 
@@ -44,6 +44,17 @@ class FlowConfig:
     align_prior: bool = True  # Hungarian + Kabsch alignment of the prior to each molecule
     t_min: float = 0.0
     t_max: float = 1.0
+    # Training time distribution on [t_min, t_max]: "uniform", or "beta" with time_beta = (a, b); SemlaFlow's
+    # Beta(2, 1) puts two thirds of the steps in the data half, where fine geometry is decided.
+    time_distribution: str = "uniform"
+    time_beta: tuple[float, float] = (2.0, 1.0)
+    # Gaussian noise (Angstrom, std) added to every interpolated position x_t (SemlaFlow 0.2 A): the network sees
+    # slightly wrong geometries near t = 1 and must correct them, as it must along its own sampled path.
+    position_noise: float = 0.0
+    # Geometry distortion (FlowMol3): this fraction of training molecules gets a further displacement of std
+    # distortion_std (Angstrom) on x_t, scaled by t, so that late-time inputs include clearly broken geometries.
+    distortion_prob: float = 0.0
+    distortion_std: float = 0.5
 
     def __post_init__(self) -> None:
         if set(self.loss_weights) != {"positions", *CATEGORICAL}:
@@ -51,6 +62,29 @@ class FlowConfig:
                              f"got {sorted(self.loss_weights)}")
         if self.prior_std <= 0 or not 0.0 <= self.t_min < self.t_max <= 1.0:
             raise ValueError("flow.prior_std must be positive and 0 <= t_min < t_max <= 1")
+        if self.time_distribution not in ("uniform", "beta"):
+            raise ValueError(f"flow.time_distribution must be 'uniform' or 'beta', got {self.time_distribution!r}")
+        self.time_beta = tuple(float(x) for x in self.time_beta)
+        if len(self.time_beta) != 2 or not all(np.isfinite(x) and x > 0 for x in self.time_beta):
+            raise ValueError(f"flow.time_beta needs two positive numbers (a, b), got {self.time_beta}")
+        for name in ("position_noise", "distortion_std"):
+            value = getattr(self, name)
+            if not (np.isfinite(value) and value >= 0):
+                raise ValueError(f"flow.{name} must be a finite number >= 0, got {value}")
+        if not 0.0 <= self.distortion_prob <= 1.0:
+            raise ValueError(f"flow.distortion_prob must be in [0, 1], got {self.distortion_prob}")
+
+    def sample_time(self, bsz: int, generator: torch.Generator | None = None, device=None,
+                    dtype=torch.float32) -> Tensor:
+        """Training times (bsz,) from the configured distribution on [t_min, t_max]."""
+        u = torch.rand(bsz, generator=generator, device=device, dtype=dtype)
+        if self.time_distribution == "beta":
+            # inverse CDF of the seeded uniforms (torch's Beta sampler takes no generator); bsz numbers, on the CPU
+            from scipy.special import betaincinv
+
+            a, b = self.time_beta
+            u = torch.as_tensor(betaincinv(a, b, u.cpu().double().numpy()), dtype=dtype, device=device)
+        return self.t_min + (self.t_max - self.t_min) * u
 
 
 def _expand_mask(mask: Tensor, like: Tensor) -> Tensor:
@@ -130,7 +164,14 @@ def noisy_state(batch: dict[str, Tensor], t: Tensor, num_classes: dict[str, int]
     x0 = centred_prior(mask, config.prior_std, generator, x1.dtype)
     if config.align_prior:
         x0 = align_prior(x0, x1, mask)
-    state = {"positions": LinearInterpolant().interpolate(x0, x1, t) * _expand_mask(mask, x1), "mask": mask}
+    xt = LinearInterpolant().interpolate(x0, x1, t)
+    if config.position_noise > 0:
+        xt = xt + config.position_noise * centred_prior(mask, 1.0, generator, x1.dtype)
+    if config.distortion_prob > 0:
+        chosen = torch.rand(mask.shape[0], generator=generator, device=mask.device) < config.distortion_prob
+        scale = config.distortion_std * t.to(x1.dtype) * chosen.to(x1.dtype)
+        xt = xt + scale.view(-1, 1, 1) * centred_prior(mask, 1.0, generator, x1.dtype)
+    state = {"positions": xt * _expand_mask(mask, x1), "mask": mask}
     flows = _flows(num_classes)
     for key in ("atom_types", "charges"):
         state[key] = flows[key].sample_xt(batch[key], t, generator)
@@ -146,8 +187,7 @@ def flow_loss(model: Callable[..., dict[str, Tensor]], batch: dict[str, Tensor],
     mask = batch["mask"]
     bsz = mask.shape[0]
     if t is None:
-        u = torch.rand(bsz, generator=generator, device=mask.device, dtype=batch["positions"].dtype)
-        t = config.t_min + (config.t_max - config.t_min) * u
+        t = config.sample_time(bsz, generator, mask.device, batch["positions"].dtype)
     state, _ = noisy_state(batch, t, num_classes, config, generator)
     out = model(state, t, cond=cond) if cond is not None else model(state, t)
     m = _expand_mask(mask, batch["positions"])
@@ -176,14 +216,29 @@ class SamplerConfig:
     # CTMC step with the rates frozen: "exponential" (exact leave probability 1 - exp(-R dt), sane at few steps
     # with large eta) or "euler" (probability R dt, capped at 1: at 20 steps and eta 10 half the tokens re-mask)
     ctmc_step: str = "exponential"
+    # time grid t_i = 1 - (1 - i / steps) ** time_power: 1 is uniform, > 1 spends more steps near the data
+    time_power: float = 1.0
 
     def __post_init__(self) -> None:
-        if self.steps < 1 or self.eta < 0 or self.temperature <= 0:
-            raise ValueError(f"sampler needs steps >= 1, eta >= 0, temperature > 0; got {self}")
+        for name in ("steps", "eta", "temperature", "time_power"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not np.isfinite(value):
+                raise ValueError(f"sampler.{name} must be a finite number, got {value!r}")
+        if self.steps < 1 or self.steps != int(self.steps) or self.eta < 0 or self.temperature <= 0 \
+                or self.time_power <= 0:
+            raise ValueError(f"sampler needs an integer steps >= 1, eta >= 0, temperature > 0 and time_power > 0; "
+                             f"got {self}")
+        self.steps = int(self.steps)
         if self.final not in ("argmax", "sample"):
             raise ValueError(f"sampler.final must be 'argmax' or 'sample', got {self.final!r}")
         if self.ctmc_step not in ("exponential", "euler"):
             raise ValueError(f"sampler.ctmc_step must be 'exponential' or 'euler', got {self.ctmc_step!r}")
+
+
+def time_grid(steps: int, power: float = 1.0, device=None) -> Tensor:
+    """``steps + 1`` times from 0 to 1, ``t_i = 1 - (1 - i / steps) ** power`` (uniform at power 1)."""
+    s = torch.linspace(0.0, 1.0, steps + 1, device=device, dtype=torch.float64)
+    return (1.0 - (1.0 - s) ** power).float()
 
 
 @dataclass
@@ -219,7 +274,7 @@ def sample_molecules(model: Callable[..., dict[str, Tensor]], num_atoms: Tensor,
         shape = (bsz, n, n) if key == "bonds" else (bsz, n)
         state[key] = torch.full(shape, flows[key].mask_index, dtype=torch.long, device=device)
     upper = _upper_pairs(mask)
-    grid = torch.linspace(0.0, 1.0, config.steps + 1, device=device)
+    grid = time_grid(config.steps, config.time_power, device)
     nonfinite = torch.zeros(bsz, dtype=torch.bool, device=device)
     steps = range(config.steps)
     if progress:

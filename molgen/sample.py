@@ -18,6 +18,7 @@ be relaxed or whose bonding changed. Atoms, bonds and charges are never rewritte
 
 from __future__ import annotations
 
+import contextlib
 import os
 import time
 import warnings
@@ -144,10 +145,11 @@ def generate(generator: Generator, n: int, *, condition: dict[str, float] | None
              num_atoms: Tensor | None = None, sampler: SamplerConfig | None = None, device: str | torch.device = "cpu",
              regressors: dict[str, Any] | None = None, regressor_scale: float = 0.0, progress: bool = False,
              drop_nonfinite: bool = True, relax: str | None = None, drop_unsound: bool = False,
-             relax_workers: int = 1) -> Generated:
+             relax_workers: int = 1, amp: bool = False) -> Generated:
     """Sample ``n`` molecules; deterministic for a seed on CPU. ``num_atoms`` overrides p(n) / p(n | condition).
 
-    ``relax``/``drop_unsound``/``relax_workers``: see the module docstring."""
+    ``relax``/``drop_unsound``/``relax_workers``: see the module docstring. ``amp``: the network in bf16 autocast
+    (CPUs with avx512_bf16/AMX, CUDA); the integrator and the state stay in fp32."""
     if relax is not None:
         from molgen.relax import RELAX_METHODS
 
@@ -201,8 +203,10 @@ def generate(generator: Generator, n: int, *, condition: dict[str, float] | None
             guidance = regressor_position_guidance({k: regressors[k].to(device) for k in condition}, here,
                                                    regressor_scale, {k: float(stds.get(k, 1.0)) for k in condition},
                                                    mask)
-        out = sample_molecules(net, counts, generator.num_classes, cfg, generator.flow, cond=cond,
-                               generator=sample_gen, device=device, position_guidance=guidance)
+        autocast = torch.autocast(device.type, dtype=torch.bfloat16) if amp else contextlib.nullcontext()
+        with autocast:
+            out = sample_molecules(net, counts, generator.num_classes, cfg, generator.flow, cond=cond,
+                                   generator=sample_gen, device=device, position_guidance=guidance)
         nfe = out.nfe * (2 if net is not model else 1)
         for k, i in enumerate(idx.tolist()):
             a = int(counts[k])
