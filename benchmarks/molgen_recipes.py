@@ -84,7 +84,18 @@ def one_step_rmse(model, flow, dataset, t_value: float, n: int = 512, seed: int 
     return (sq / count) ** 0.5
 
 
-def judge(model_path: Path, n: int, data: str, time_power: float | None = None) -> dict:
+def judge(model_path: Path, n: int, data: str, time_power: float | None = None, cache: Path | None = None) -> dict:
+    """Scores of one model (cached in ``cache`` as JSON: a merged results run re-samples nothing)."""
+    if cache is not None and cache.is_file():
+        return json.loads(cache.read_text())
+    row = _judge(model_path, n, data, time_power)
+    if cache is not None:
+        cache.parent.mkdir(parents=True, exist_ok=True)
+        cache.write_text(json.dumps(row))
+    return row
+
+
+def _judge(model_path: Path, n: int, data: str, time_power: float | None) -> dict:
     from benchmarks.molgen_geometry import bond_statistics, chemist_windows
     from molgen.checkpoint import load_generator
     from molgen.metrics.soundness import molecule_soundness
@@ -102,8 +113,8 @@ def judge(model_path: Path, n: int, data: str, time_power: float | None = None) 
     heavy = ((out.batch.numbers > 1) & out.batch.mask).sum(1)
     row["heavy_gt9"] = round(float((heavy > 9).double().mean()), 3)
     stats = bond_statistics(out.batch)
-    row["std_CH"] = stats.get("C-H", {}).get("std")
-    row["std_CC"] = stats.get("C-C", {}).get("std")
+    row["std_CH"] = stats.get("C-H std")
+    row["std_CC"] = stats.get("C-C std")
     valid = GeneratorDataset(data, "valid", gen.properties)
     row["rmse_t099"] = round(one_step_rmse(gen.model, gen.flow, valid, 0.99), 4)
     row["rmse_t09"] = round(one_step_rmse(gen.model, gen.flow, valid, 0.9), 4)
@@ -145,7 +156,7 @@ def main(argv=None) -> int:
     torch.set_num_threads(args.threads)
     rows = []
     names = [r for r in args.recipes.split(",") if r]
-    unknown = sorted(set(names) - set(RECIPES))
+    unknown = sorted(set(names) - set(RECIPES) - {"embedded"})
     if unknown:
         parser.error(f"unknown recipes {unknown}; choose from {sorted(RECIPES)}")
     if "embedded" not in names and not args.rows_only:
@@ -155,12 +166,14 @@ def main(argv=None) -> int:
             path, timing = ROOT / "molgen" / "pretrained" / "generator.pt", {"steps": 0}
         else:
             path, timing = train_recipe(name, args)
+        cache = Path(args.run_root) / name / f"judge_n{args.n}.json"
         row = {"recipe": name, **{k: v for k, v in RECIPES.get(name, {}).items()}, **timing,
-               **judge(path, args.n, args.data)}
+               **judge(path, args.n, args.data, cache=cache)}
         rows.append(row)
         print(json.dumps(row), flush=True)
         if name in args.grid.split(","):
-            grid_row = {"recipe": f"{name}+grid2", **timing, **judge(path, args.n, args.data, time_power=2.0)}
+            grid_row = {"recipe": f"{name}+grid2", **timing, **judge(path, args.n, args.data, time_power=2.0,
+                                                                 cache=cache.with_name(f"judge_n{args.n}_grid2.json"))}
             rows.append(grid_row)
             print(json.dumps(grid_row), flush=True)
     if not args.rows_only:

@@ -18,6 +18,7 @@ from crysgen import __version__
 from shared.cli_common import add_campaign_parser as _add_campaign_parser
 from shared.cli_common import UserError, add_common_options, build_parser, resolve_device, run_cli
 from shared.cli_common import add_version_parser as _add_version_parser
+from shared.cli_common import nonnegative_float, positive_float, positive_int
 
 PROG = "crysgen"
 DESCRIPTION = "Score-based and flow-matching generative models for crystal structures."
@@ -110,13 +111,14 @@ def add_sample_parser(subparsers: argparse._SubParsersAction) -> argparse.Argume
     parser = subparsers.add_parser("sample", help="generate crystals (CIFs + summary.csv)")
     parser.add_argument("checkpoint", nargs="?", default=None,
                         help="model.pt or run directory (default: the embedded perov-5 model)")
-    parser.add_argument("-n", "--num", type=int, default=100, help="number of crystals (default 100)")
+    parser.add_argument("-n", "--num", type=positive_int, default=100, help="number of crystals (default 100)")
     parser.add_argument("--out", required=True, help="output directory")
-    parser.add_argument("--steps", type=int, default=None, help="sampler steps (default: the model's, 100)")
+    parser.add_argument("--steps", type=positive_int, default=None, help="sampler steps (default: the model's, 100)")
     parser.add_argument("--guidance", action="append", default=[], metavar="PROP=VALUE",
                         help="condition on a property value (raw units); repeat for several properties")
-    parser.add_argument("--scale", type=float, default=1.0, help="classifier-free guidance scale (default 1)")
-    parser.add_argument("--batch-size", type=int, default=256)
+    parser.add_argument("--scale", type=nonnegative_float, default=1.0,
+                        help="classifier-free guidance scale (default 1)")
+    parser.add_argument("--batch-size", type=positive_int, default=256)
     parser.add_argument("--symmetrize", type=_tolerance, default=None, metavar="TOL",
                         help="symmetrise each decoded crystal: pymatgen's refined structure within TOL A (e.g. "
                              "0.1); the decoded P1 cells go to OUT/unsymmetrized (default: off)")
@@ -215,10 +217,10 @@ def add_evaluate_parser(subparsers: argparse._SubParsersAction) -> argparse.Argu
     parser.add_argument("--train-split", default=None,
                         help="split for novelty (default: the split the model was trained on, from "
                              "sampling.json, else train; 'none' skips novelty)")
-    parser.add_argument("--cov-cutoffs", type=float, nargs=2, default=None, metavar=("STRUCT", "COMP"),
+    parser.add_argument("--cov-cutoffs", type=positive_float, nargs=2, default=None, metavar=("STRUCT", "COMP"),
                         help="COV fingerprint-distance cut-offs (default: CDVAE's for its benchmarks; another "
                              "dataset gets no coverage without them)")
-    parser.add_argument("--workers", type=int, default=1,
+    parser.add_argument("--workers", type=positive_int, default=1,
                         help="processes for fingerprints, checks and matching (default 1)")
     parser.add_argument("--out", default=None, help="write metrics JSON here (default SOURCE/metrics.json)")
     add_common_options(parser, device=False)
@@ -405,9 +407,9 @@ def add_relax_parser(subparsers: argparse._SubParsersAction) -> argparse.Argumen
     parser = subparsers.add_parser("relax", help="relax generated crystals with CHGNet or EMT (ASE)")
     _add_source_options(parser)
     parser.add_argument("--calculator", choices=["chgnet", "emt"], default="chgnet")
-    parser.add_argument("--fmax", type=float, default=0.1, help="force threshold in eV/A (default 0.1)")
-    parser.add_argument("--steps", type=int, default=500, help="max optimiser steps (default 500)")
-    parser.add_argument("--limit", type=int, default=None, help="relax only the first N crystals")
+    parser.add_argument("--fmax", type=positive_float, default=0.1, help="force threshold in eV/A (default 0.1)")
+    parser.add_argument("--steps", type=positive_int, default=500, help="max optimiser steps (default 500)")
+    parser.add_argument("--limit", type=positive_int, default=None, help="relax only the first N crystals")
     parser.add_argument("--out", default=None, help="output directory (default SOURCE/relaxed)")
     parser.add_argument("--cache-dir", default=None, help="hook result cache (default: the output directory)")
     add_common_options(parser, device=False, seed=False, data_dir=False)

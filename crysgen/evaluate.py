@@ -46,7 +46,7 @@ from typing import Any, Callable, Iterable, Sequence
 import numpy as np
 
 from shared.evaluation import evaluator, require_package, run_evaluators
-from shared.io import atomic_write_json
+from shared.io import atomic_write_json, write_cache
 
 __all__ = [
     "COV_CUTOFFS",
@@ -339,7 +339,8 @@ class CrystalBatch:
                     if bar is not None:
                         bar.update(1)
                 if parts[k] is not None and k < len(parts) - 1:  # the last block goes straight into the whole file
-                    atomic_write_json(parts[k], blocks[k], indent=None)
+                    part, values_k = parts[k], blocks[k]
+                    write_cache(part, lambda p: atomic_write_json(p, values_k, indent=None), "evaluation cache")
         finally:  # also on Ctrl-C: the bar ends its line, and queued work is cancelled
             if hasattr(mapped, "close"):
                 mapped.close()
@@ -348,9 +349,9 @@ class CrystalBatch:
         values = [value for b in blocks for value in b]
         self._cache[name] = values
         if path is not None:
-            atomic_write_json(path, values, indent=None)
-            for part in path.parent.glob(f"{path.stem}.part-*.json"):
-                part.unlink(missing_ok=True)
+            if write_cache(path, lambda p: atomic_write_json(p, values, indent=None), "evaluation cache"):
+                for part in path.parent.glob(f"{path.stem}.part-*.json"):
+                    part.unlink(missing_ok=True)
         return values
 
     def _block_size(self, n: int, workers: int) -> int:

@@ -10,9 +10,11 @@ from __future__ import annotations
 
 import csv
 import dataclasses
+import errno
 import io
 import math
 import os
+import shutil
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -125,33 +127,47 @@ def write_samples(result: SampleResult, out_dir: str | os.PathLike, validity: bo
     """CIFs (``sample_00000.cif``...), ``summary.csv`` and ``sampling.json`` in ``out_dir`` (and the decoded
     cells in ``unsymmetrized/`` when the samples were symmetrised); returns the CSV.
 
-    Many files cannot be replaced in one step, so a marker (``UNFINISHED_MARKER``) says "being written" until
-    ``summary.csv``, written last, is in place: readers refuse a marked directory, and an interrupted write is never
-    taken for a finished sample set (old or new). CIFs of an earlier sample set in ``out_dir`` that this one does
-    not overwrite are removed, so the directory holds one sample set."""
+    The new set is written completely into a staging folder inside ``out_dir`` first, so a failure while writing
+    (disk full, Ctrl-C) leaves an earlier set untouched. Then it is moved into place by renames, which need no
+    space; a marker (``UNFINISHED_MARKER``) covers those few renames, so that readers never take a mixture for a
+    finished set. CIFs of an earlier set that this one does not replace are removed (one set per directory); other
+    files in ``out_dir`` (metrics, plots) are left alone."""
     out_dir = Path(out_dir)
+    if out_dir.exists() and not out_dir.is_dir():
+        raise NotADirectoryError(errno.ENOTDIR, "crysgen sample writes a folder, and this is a file", str(out_dir))
     out_dir.mkdir(parents=True, exist_ok=True)
-    marker = out_dir / UNFINISHED_MARKER
-    earlier = (out_dir / "summary.csv").is_file() or marker.is_file()  # a sample set, finished or not, was here
-    atomic_write_text(marker, "crysgen sample was stopped while writing this directory: sample again\n")
-    for name in ("summary.csv", "sampling.json"):
-        (out_dir / name).unlink(missing_ok=True)
-    written = {p.name for p in write_cifs(result.structures, out_dir)}
+    for old in out_dir.glob(".incoming-*"):  # staging left by a killed writer (writers hold the output's lock)
+        shutil.rmtree(old, ignore_errors=True)
+    staging = out_dir / f".incoming-{os.getpid()}"
+    try:
+        staging.mkdir()
+        written = [p.name for p in write_cifs(result.structures, staging)]
+        if result.unsymmetrized is not None:
+            written += [f"unsymmetrized/{p.name}" for p in write_cifs(result.unsymmetrized, staging / "unsymmetrized")]
+        rows = summary_rows(result.structures, validity, result.symmetrized)
+        columns = ["index", "decoded", "formula", "n_sites", "volume", "density", "space_group"]
+        columns += ["symmetrized"] if result.symmetrized is not None else []
+        columns += ["struct_valid", "comp_valid"] if validity else []
+        buffer = io.StringIO()
+        writer = csv.DictWriter(buffer, fieldnames=columns, restval="")
+        writer.writeheader()
+        writer.writerows(rows)
+        atomic_write_json(staging / "sampling.json", {**result.settings, "n_decoded": result.n_decoded})
+        atomic_write_text(staging / "summary.csv", buffer.getvalue())
+        marker = atomic_write_text(out_dir / UNFINISHED_MARKER,
+                                   "crysgen sample was stopped while writing this directory: sample again\n")
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    # from here on only renames and deletions: nothing can fail for lack of space
+    for stale in [*out_dir.glob("sample_*.cif"), *out_dir.glob("unsymmetrized/sample_*.cif"),
+                  out_dir / "summary.csv", out_dir / "sampling.json"]:
+        if str(stale.relative_to(out_dir)) not in written:
+            stale.unlink(missing_ok=True)
     if result.unsymmetrized is not None:
-        written |= {f"unsymmetrized/{p.name}" for p in write_cifs(result.unsymmetrized, out_dir / "unsymmetrized")}
-    if earlier:
-        for stale in [*out_dir.glob("sample_*.cif"), *out_dir.glob("unsymmetrized/sample_*.cif")]:
-            if str(stale.relative_to(out_dir)) not in written:
-                stale.unlink()
-    rows = summary_rows(result.structures, validity, result.symmetrized)
-    columns = ["index", "decoded", "formula", "n_sites", "volume", "density", "space_group"]
-    columns += ["symmetrized"] if result.symmetrized is not None else []
-    columns += ["struct_valid", "comp_valid"] if validity else []
-    buffer = io.StringIO()
-    writer = csv.DictWriter(buffer, fieldnames=columns, restval="")
-    writer.writeheader()
-    writer.writerows(rows)
-    atomic_write_json(out_dir / "sampling.json", {**result.settings, "n_decoded": result.n_decoded})
-    path = atomic_write_text(out_dir / "summary.csv", buffer.getvalue())
+        (out_dir / "unsymmetrized").mkdir(exist_ok=True)
+    for name in [*written, "sampling.json", "summary.csv"]:  # the summary last: it says "finished"
+        os.replace(staging / name, out_dir / name)
+    shutil.rmtree(staging, ignore_errors=True)
     marker.unlink()
-    return path
+    return out_dir / "summary.csv"

@@ -45,7 +45,9 @@ _INFERRED = {"name", "data.split", "data.elements", "data.n_elements", "data.max
 
 def default_cache_dir(explicit: str | os.PathLike | None = None) -> Path:
     """Where parsed dataset CSVs are cached: ``explicit`` or ``~/.cache/scoregen``."""
-    return Path(explicit or Path.home() / ".cache" / "scoregen").expanduser()
+    from shared.paths import cache_dir
+
+    return Path(explicit).expanduser() if explicit else cache_dir()
 
 
 def default_run_dir(config: CrysgenConfig, root: str | os.PathLike = "runs") -> Path:

@@ -19,6 +19,7 @@ from shared.cli_common import add_campaign_parser as _add_campaign_parser
 from shared.cli_common import UserError, add_common_options, build_parser, resolve_device, run_cli
 from shared.paths import resolve_data_dir
 from shared.cli_common import add_version_parser as _add_version_parser
+from shared.cli_common import nonnegative_float, positive_float, positive_int
 
 PROG = "graphgen"
 DESCRIPTION = "Score-based and flow-matching generative models for graphs."
@@ -145,7 +146,7 @@ def add_sample_parser(subparsers: argparse._SubParsersAction) -> argparse.Argume
     parser = subparsers.add_parser("sample", help="sample graphs/molecules from a model file or run directory")
     parser.add_argument("checkpoint", nargs="?", default=None,
                         help="model file (.pt) or run directory (default: the embedded QM9 model)")
-    parser.add_argument("-n", "--num", type=int, required=True, help="number of samples")
+    parser.add_argument("-n", "--num", type=positive_int, required=True, help="number of samples")
     parser.add_argument("--out", required=True, help="output file: .smi/.txt/.sdf (molecules), .json/.graphml")
     parser.add_argument("--sampler", choices=("pc", "s4", "ode-euler", "ode-heun", "ode-adaptive"), default=None,
                         help="pc (predictor-corrector), s4 (GDSS's S4 solver) or the probability-flow ODE "
@@ -153,10 +154,10 @@ def add_sample_parser(subparsers: argparse._SubParsersAction) -> argparse.Argume
     parser.add_argument("--preset", choices=("gdss", "fast"), default="gdss",
                         help="gdss: the model's own sampler (GDSS's settings, default); fast: S4 at 200 steps, "
                              "~10x fewer network calls at QM9-measured equal quality (benchmarks/GRAPHGEN.md)")
-    parser.add_argument("--steps", type=int, default=None, help="diffusion steps (default: the model's, 1000)")
-    parser.add_argument("--snr", type=float, default=None, help="Langevin signal-to-noise ratio")
-    parser.add_argument("--scale-eps", type=float, default=None, help="Langevin noise scale")
-    parser.add_argument("--batch-size", type=int, default=1000, help="samples per batch (default 1000)")
+    parser.add_argument("--steps", type=positive_int, default=None, help="diffusion steps (default: the model's, 1000)")
+    parser.add_argument("--snr", type=positive_float, default=None, help="Langevin signal-to-noise ratio")
+    parser.add_argument("--scale-eps", type=nonnegative_float, default=None, help="Langevin noise scale")
+    parser.add_argument("--batch-size", type=positive_int, default=1000, help="samples per batch (default 1000)")
     parser.add_argument("--node-counts", default=None,
                         help="graph sizes to draw from: SMILES/SDF of the training set or a JSON histogram "
                              "(default: the model's own; imported GDSS models may have none)")
@@ -305,7 +306,7 @@ def add_evaluate_parser(subparsers: argparse._SubParsersAction) -> argparse.Argu
                              "distributions (vs QM9's labels for QM9); cached next to the samples")
     parser.add_argument("--dft-reference", default=None,
                         help="--dft: compare with a JSON from 'graphgen dft' (same method) instead of QM9's labels")
-    parser.add_argument("--workers", type=int, default=1, help="--dft: parallel processes (default 1)")
+    parser.add_argument("--workers", type=positive_int, default=1, help="--dft: parallel processes (default 1)")
     parser.add_argument("--plots", default=None,
                         help="write figures (PNG) into this folder: sizes and elements (molecules) or degrees and "
                              "clustering (graphs) against the test split; with --dft, property histograms too")
@@ -525,7 +526,7 @@ def add_dft_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentP
                         help="xtb: GFN2-xTB (tblite); b3lyp: B3LYP/6-31G(2df,p), QM9's level, with PySCF (slow)")
     parser.add_argument("--optimize", action="store_true",
                         help="GFN2-xTB geometry optimisation of the embedded conformer before the single point")
-    parser.add_argument("--conformers", type=int, default=3, help="ETKDG conformers per molecule (default 3)")
+    parser.add_argument("--conformers", type=positive_int, default=3, help="ETKDG conformers per molecule (default 3)")
     parser.add_argument("--force-field", choices=("mmff", "uff", "none"), default="mmff",
                         help="relaxation of the embedded conformers (default mmff; uff where MMFF lacks parameters)")
     parser.add_argument("--skip-unreadable", action="store_true",
@@ -535,7 +536,7 @@ def add_dft_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentP
     parser.add_argument("--reference", default=None,
                         help="compare with a JSON from an earlier 'graphgen dft' run (same method: like with like)")
     parser.add_argument("--plots", default=None, help="write property histograms (PNG) into this folder")
-    parser.add_argument("--workers", type=int, default=1, help="parallel processes (default 1)")
+    parser.add_argument("--workers", type=positive_int, default=1, help="parallel processes (default 1)")
     parser.add_argument("--cache", default=None, help="result cache (default: FILE's folder/.graphgen-dft-cache)")
     parser.add_argument("--out", default=None, help="output prefix (default: FILE without suffix + .METHOD)")
     parser.add_argument("--retry-failed", action="store_true", help="recompute cached failures")

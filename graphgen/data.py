@@ -40,7 +40,7 @@ from graphgen.representation import (
     graphs_to_adjacency,
     node_flags,
 )
-from shared.io import atomic_write_bytes
+from shared.io import atomic_write_bytes, write_cache
 from shared.paths import require_file, resolve_data_dir
 
 __all__ = [
@@ -327,7 +327,9 @@ def _report_failures(name: str, failures: list[tuple[int, str, str]], total: int
 
 
 def _default_cache_dir() -> Path:
-    return Path(os.environ.get("SCOREGEN_CACHE", "~/.cache/scoregen")).expanduser() / "graphgen"
+    from shared.paths import cache_dir
+
+    return cache_dir("graphgen")
 
 
 def _file_digest(paths: Sequence[Path]) -> str:
@@ -374,7 +376,8 @@ def _cached_molecules(
         rows=data.rows,
         failed_rows=np.array([f[0] for f in failures], dtype=np.int64),
     )
-    atomic_write_bytes(path, buffer.getvalue())
+    if not write_cache(path, lambda p: atomic_write_bytes(p, buffer.getvalue()), f"{name} molecule cache"):
+        return data
     _LOG.info("%s: cached %d molecules at %s", name, len(data), path)
     return data
 

@@ -16,6 +16,7 @@ from pathlib import Path
 from molgen import __version__
 from shared.cli_common import add_campaign_parser as _add_campaign_parser
 from shared.cli_common import add_version_parser as _add_version_parser
+from shared.cli_common import nonnegative_float, nonnegative_int, positive_float, positive_int
 from shared.cli_common import UserError, add_common_options, build_parser, run_cli
 
 PROG = "molgen"
@@ -40,7 +41,7 @@ def add_evaluate_parser(subparsers: argparse._SubParsersAction) -> argparse.Argu
                         help="relax every valid, connected, closed-shell molecule and report its strain (relaxation "
                              "energy, heavy-atom RMSD, whether the bonding survives): mmff (MMFF94, ~20 ms per "
                              "molecule; the default), xtb (GFN2-xTB, seconds per molecule) or none")
-    parser.add_argument("--workers", type=int, default=1, help="processes for --strain xtb (default 1)")
+    parser.add_argument("--workers", type=positive_int, default=1, help="processes for --strain xtb (default 1)")
     _add_skip_unreadable(parser)
     add_common_options(parser, device=False, seed=False, data_dir=False)
     parser.add_argument("--plots", default=None,
@@ -158,7 +159,7 @@ def add_dft_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentP
     parser.add_argument("file", help="SDF/MOL or (multi-)XYZ file")
     parser.add_argument("--method", choices=("xtb", "b3lyp"), default="xtb",
                         help="xtb: GFN2-xTB (tblite); b3lyp: B3LYP/6-31G(2df,p) with PySCF (slow)")
-    parser.add_argument("--workers", type=int, default=1, help="parallel processes (default 1)")
+    parser.add_argument("--workers", type=positive_int, default=1, help="parallel processes (default 1)")
     parser.add_argument("--cache", default=None,
                         help="result cache (default: FILE's folder/.molgen-dft-cache); reruns resume from it")
     parser.add_argument("--out", default=None,
@@ -285,7 +286,8 @@ def add_train_parser(subparsers: argparse._SubParsersAction) -> argparse.Argumen
     parser.add_argument("--qm9", default=None,
                         help="prepared QM9 file (default: config's data, else ~/.cache/scoregen/qm9, prepared once)")
     parser.add_argument("--run-dir", default=None, help="run directory (default: runs/<date>-molgen-<config>-<hash>)")
-    parser.add_argument("--steps", type=int, default=None, help="stop after this many more steps (resumable)")
+    parser.add_argument("--steps", type=nonnegative_int, default=None,
+                        help="stop after this many more steps (resumable)")
     parser.add_argument("--dry-run", action="store_true", help="print the resolved config and parameter count only")
     add_common_options(parser, data_dir=False)
     parser.set_defaults(handler=_train, seed=None)
@@ -339,26 +341,28 @@ def add_sample_parser(subparsers: argparse._SubParsersAction) -> argparse.Argume
     parser = subparsers.add_parser("sample", help="generate 3D molecules (SDF) from a generator checkpoint")
     parser.add_argument("checkpoint", nargs="?", default=None,
                         help="model.pt written by 'molgen train' or a run directory (default: the embedded model)")
-    parser.add_argument("-n", "--num", type=int, default=100, help="number of molecules (default 100)")
+    parser.add_argument("-n", "--num", type=positive_int, default=100, help="number of molecules (default 100)")
     parser.add_argument("--out", required=True, help="output SDF file")
     parser.add_argument("--condition", action="append", default=[], metavar="PROP=VALUE",
                         help="property target in molgen units (alpha Bohr^3, gap/homo/lumo eV, mu D, Cv cal/(mol K)); "
                              "repeat for several")
-    parser.add_argument("--guidance-scale", type=float, default=1.0,
+    parser.add_argument("--guidance-scale", type=nonnegative_float, default=1.0,
                         help="classifier-free guidance scale w (1 = plain conditional model; 2 NFE per step if != 1)")
-    parser.add_argument("--regressor-guidance", type=float, default=0.0,
+    parser.add_argument("--regressor-guidance", type=nonnegative_float, default=0.0,
                         help="scale of gradient guidance through the shipped property regressors (0 = off)")
-    parser.add_argument("--steps", type=int, default=None, help="integration steps (default: the model's, 100)")
-    parser.add_argument("--batch-size", type=int, default=256, help="molecules per batch (default 256)")
-    parser.add_argument("--eta", type=float, default=None, help="CTMC stochasticity (default: the model's)")
-    parser.add_argument("--temperature", type=float, default=None, help="temperature on predicted probabilities")
+    parser.add_argument("--steps", type=positive_int, default=None,
+                        help="integration steps (default: the model's, 100)")
+    parser.add_argument("--batch-size", type=positive_int, default=256, help="molecules per batch (default 256)")
+    parser.add_argument("--eta", type=nonnegative_float, default=None, help="CTMC stochasticity (default: the model's)")
+    parser.add_argument("--temperature", type=positive_float, default=None,
+                        help="temperature on predicted probabilities")
     parser.add_argument("--purity", action="store_true", help="purity sampling (most confident tokens first)")
     parser.add_argument("--relax", choices=("mmff", "xtb"), default=None,
                         help="relax each valid, connected, closed-shell molecule (MMFF94 or GFN2-xTB); its SDF record "
                              "gets relax_status, relax_energy_eV, relax_heavy_rmsd_A and relax_bonding_changed")
     parser.add_argument("--drop-unsound", action="store_true",
                         help="with --relax: leave out molecules that could not be relaxed or whose bonding changed")
-    parser.add_argument("--workers", type=int, default=1, help="processes for --relax (default 1)")
+    parser.add_argument("--workers", type=positive_int, default=1, help="processes for --relax (default 1)")
     add_common_options(parser, data_dir=False)
     parser.set_defaults(handler=_sample)
     return parser
@@ -461,7 +465,9 @@ def _campaign(args: argparse.Namespace, spec):
 
     qm9 = args.qm9
     if qm9 is None:
-        cached = sorted((Path.home() / ".cache" / "scoregen" / "qm9").glob("qm9_*.pt"))
+        from shared.paths import cache_dir
+
+        cached = sorted(cache_dir("qm9").glob("qm9_*.pt"))
         qm9 = str(cached[-1]) if cached else None
     return run_campaign(MolgenCampaign(qm9=qm9), spec, args.out, progress=not args.no_progress), "top_k.sdf"
 

@@ -277,10 +277,11 @@ class MolFlowNet(nn.Module):
         out_pos = pos.new_zeros(bsz * n, 3)
         out_pos[flat] = x + centre[batch]
         out_types = pos.new_zeros(bsz * n, c.num_atom_types)
-        out_types[flat] = self.type_head(s)
+        out_types[flat] = self.type_head(s).to(pos.dtype)  # autocast: heads may run in bf16
         out_charges = pos.new_zeros(bsz * n, c.num_charges)
-        out_charges[flat] = self.charge_head(s)
+        out_charges[flat] = self.charge_head(s).to(pos.dtype)
         out_bonds = pos.new_zeros(bsz, n, n, c.num_bond_types)
+        bond_logits = bond_logits.to(pos.dtype)
         out_bonds[pb, pi, pj] = bond_logits
         out_bonds[pb, pj, pi] = bond_logits
         return {"positions": out_pos.reshape(bsz, n, 3), "atom_types": out_types.reshape(bsz, n, -1),

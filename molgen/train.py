@@ -63,7 +63,9 @@ class GeneratorTrainConfig:
 def default_qm9_path() -> Path:
     from molgen.data import prepare_qm9
 
-    return prepare_qm9(Path.home() / ".cache" / "scoregen" / "qm9", progress=True)
+    from shared.paths import cache_dir
+
+    return prepare_qm9(cache_dir("qm9"), progress=True)
 
 
 class GeneratorDataset(Dataset):

@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import errno
+import math
 import os
 import sys
 from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -22,6 +24,14 @@ from shared.evaluation import MissingDependency
 
 __all__ = [
     "USER_ERRORS",
+    "finite_float",
+    "fraction",
+    "os_error_line",
+    "nonnegative_float",
+    "nonnegative_int",
+    "positive_float",
+    "positive_int",
+    "seed_int",
     "UserError",
     "add_campaign_parser",
     "add_common_options",
@@ -80,7 +90,7 @@ def add_common_options(
     if device:
         _add_once(parser, "--device", default="auto", help="auto (default), cpu, cuda, cuda:N or mps")
     if seed:
-        _add_once(parser, "--seed", type=int, default=0, help="random seed (default 0)")
+        _add_once(parser, "--seed", type=seed_int, default=0, help="random seed (default 0)")
     if data_dir:
         _add_once(parser, "--data-dir", default=None, help="reference data directory (default: $SCOREGEN_DATA)")
     if threads:
@@ -95,6 +105,41 @@ def add_common_options(
 def _add_once(parser: argparse.ArgumentParser, flag: str, **kwargs) -> None:
     if flag not in parser._option_string_actions:  # argparse keeps no public view of the options it has
         parser.add_argument(flag, **kwargs)
+
+
+def _number_type(kind: type, minimum: float | None = None, strict: bool = False, maximum: float | None = None,
+                 what: str = "") -> Callable[[str], float]:
+    """An argparse type: a finite ``kind`` (int or float) within bounds; argparse names the option in the error."""
+    low = "" if minimum is None else (f" > {minimum:g}" if strict else f" >= {minimum:g}")
+    high = "" if maximum is None else f" <= {maximum:g}"
+    noun = what or ("a whole number" if kind is int else "a finite number")
+
+    def parse(text: str):
+        try:
+            value = kind(text)
+        except (TypeError, ValueError, OverflowError):
+            raise argparse.ArgumentTypeError(f"expected {noun}{low}{high}, got {text!r}") from None
+        if kind is float and not math.isfinite(value):
+            raise argparse.ArgumentTypeError(f"expected {noun}{low}{high}, got {text!r}")
+        if (minimum is not None and (value <= minimum if strict else value < minimum)) or \
+                (maximum is not None and value > maximum):
+            raise argparse.ArgumentTypeError(f"expected {noun}{low}{high}, got {text!r}")
+        return value
+
+    parse.__name__ = f"{kind.__name__}{low}{high}".replace(" ", "")
+    return parse
+
+
+# argparse types for numeric options: every numeric option is checked where it is parsed (no NaN, inf or
+# out-of-range value reaches a sampler, and 0 never silently means "the default")
+positive_int = _number_type(int, 1)
+nonnegative_int = _number_type(int, 0)
+finite_float = _number_type(float)
+positive_float = _number_type(float, 0.0, strict=True)
+nonnegative_float = _number_type(float, 0.0)
+fraction = _number_type(float, 0.0, maximum=1.0)
+# torch.manual_seed takes 64-bit seeds; numpy's take 32 bits more than enough: one range for every seed option
+seed_int = _number_type(int, 0, maximum=2**63 - 1, what="a whole-number seed")
 
 
 def _thread_count(text: str) -> int:
@@ -267,12 +312,34 @@ def run_cli(parser: argparse.ArgumentParser, argv: Sequence[str] | None = None) 
         _close_progress_bars()
         print(f"{parser.prog}: error: {_one_line(exc)}", file=sys.stderr)
         return EXIT_USER_ERROR
+    except OSError as exc:  # the machine's faults: read-only, disk full, a directory where a file goes, ...
+        if debug:
+            raise
+        _close_progress_bars()
+        print(f"{parser.prog}: error: {os_error_line(exc)}", file=sys.stderr)
+        return EXIT_USER_ERROR
     except KeyboardInterrupt:
         if debug:
             raise
         _close_progress_bars()
         print(f"{parser.prog}: interrupted", file=sys.stderr)
         return EXIT_INTERRUPTED
+
+
+_OS_HINTS = {errno.ENOSPC: "free some space or write elsewhere", errno.EDQUOT: "free some space or write elsewhere",
+             errno.EROFS: "choose a writable location", errno.EACCES: "choose a location you may write to",
+             errno.EPERM: "choose a location you may write to"}
+
+
+def os_error_line(exc: OSError) -> str:
+    """One line naming the path(s) and the system's reason, with what to do for the common cases."""
+    reason = exc.strerror or _one_line(exc)
+    paths = [str(p) for p in (exc.filename, exc.filename2) if p]
+    line = f"{' -> '.join(paths)}: {reason}" if paths else _one_line(exc)
+    hint = _OS_HINTS.get(exc.errno)
+    if hint and paths and Path(paths[0]).expanduser().resolve().is_relative_to(Path.home() / ".cache"):
+        hint += " (caches: set $SCOREGEN_CACHE to a writable folder)"
+    return f"{line} ({hint})" if hint else line
 
 
 def _close_progress_bars() -> None:

@@ -21,7 +21,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
-from shared.io import _json_default, atomic_write_json
+from shared.io import _json_default, atomic_write_json, write_cache
 
 __all__ = ["Hook", "HookResult", "content_hash", "run_hook"]
 
@@ -106,7 +106,9 @@ def run_hook(
         for result in results:
             done[result.key] = result
             if folder is not None and not result.reason_is_executor_error:
-                atomic_write_json(folder / f"{result.key}.json", _cache_record(hook, result))
+                record = _cache_record(hook, result)
+                write_cache(folder / f"{result.key}.json", lambda p: atomic_write_json(p, record),
+                            f"{hook.name} result cache")
             if bar is not None:
                 bar.update(1)
     finally:

@@ -7,19 +7,20 @@ the readers' side, ``UnreadableRecord``, so that every command can offer the sam
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import tempfile
 from pathlib import Path
-from typing import Any, Callable, IO
+from typing import IO, Any, Callable, Iterator
 
 # mkstemp creates 0600 files; give results the permissions a plain open() would (0666 minus the umask)
 _UMASK = os.umask(0)
 os.umask(_UMASK)
 _FILE_MODE = 0o666 & ~_UMASK
 
-__all__ = ["UnreadableRecord", "atomic_write", "atomic_write_bytes", "atomic_write_text", "atomic_write_json",
-           "atomic_torch_save"]
+__all__ = ["UnreadableRecord", "OutputBusy", "exclusive_output", "write_cache", "atomic_write", "atomic_write_bytes",
+           "atomic_write_text", "atomic_write_json", "atomic_torch_save"]
 
 
 class UnreadableRecord(ValueError):
@@ -50,6 +51,20 @@ def atomic_write(path: str | os.PathLike, write: Callable[[IO[bytes]], None]) ->
 
 def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> Path:
     return atomic_write(path, lambda handle: handle.write(data))
+
+
+def write_cache(path: str | os.PathLike, write: Callable[[Path], Any], what: str = "cache") -> bool:
+    """Run ``write(path)`` for a cache file; an OSError (read-only, disk full, ...) becomes a warning that names
+    the path and the reason, because a cache saves time and never decides a result. True when written."""
+    try:
+        write(Path(path))
+    except OSError as exc:
+        import warnings
+
+        warnings.warn(f"could not write the {what} {path} ({exc.strerror or exc}); continuing without it "
+                      f"(set $SCOREGEN_CACHE or the command's cache option to a writable folder)", stacklevel=2)
+        return False
+    return True
 
 
 def atomic_write_text(path: str | os.PathLike, text: str, encoding: str = "utf-8") -> Path:
@@ -91,3 +106,45 @@ def split_sdf_records(text: str) -> list[tuple[int, str]]:
     if any(line.strip() for line in current):
         records.append((start, "\n".join(current) + "\n"))
     return records
+
+
+class OutputBusy(ValueError):
+    """Another process is writing the same output (a user error: one exit-2 line, nothing overwritten)."""
+
+
+@contextlib.contextmanager
+def exclusive_output(path: str | os.PathLike, what: str = "command") -> Iterator[Path]:
+    """Hold an exclusive lock on the output ``path`` (a file or a folder) for the body; a second process asking for
+    the same output is refused at once with :class:`OutputBusy` instead of mixing its results into the first's.
+
+    The lock is ``.<name>.lock`` beside ``path``, taken with ``flock`` (released by the system even when the
+    holder is killed, so a stale lock file never blocks). Where ``fcntl`` is missing (Windows) nothing is locked.
+    """
+    path = Path(path)
+    try:
+        import fcntl
+    except ImportError:  # pragma: no cover - Windows
+        yield path
+        return
+    parent = path.parent if str(path.parent) else Path(".")
+    parent.mkdir(parents=True, exist_ok=True)
+    lock_path = parent / f".{path.name}.lock"
+    handle = open(lock_path, "a+")
+    try:
+        try:
+            fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            handle.seek(0)
+            owner = handle.read().strip()
+            raise OutputBusy(f"{path} is being written by another {what} ({owner or 'another process'}); wait for "
+                             f"it to finish or choose another output") from None
+        handle.seek(0)
+        handle.truncate()
+        handle.write(f"pid {os.getpid()}")
+        handle.flush()
+        try:
+            yield path
+        finally:
+            lock_path.unlink(missing_ok=True)  # while still holding it: a waiter then finds no stale file
+    finally:
+        handle.close()

@@ -5,9 +5,17 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-__all__ = ["DATA_ENV_VAR", "resolve_data_dir", "require_file"]
+__all__ = ["CACHE_ENV_VAR", "DATA_ENV_VAR", "cache_dir", "resolve_data_dir", "require_file"]
 
 DATA_ENV_VAR = "SCOREGEN_DATA"
+CACHE_ENV_VAR = "SCOREGEN_CACHE"
+
+
+def cache_dir(*parts: str) -> Path:
+    """Where derived files (prepared datasets, parsed tables) are cached: ``$SCOREGEN_CACHE`` or
+    ``~/.cache/scoregen``, then ``parts``. Point the variable at a writable folder when HOME is not."""
+    root = os.environ.get(CACHE_ENV_VAR) or "~/.cache/scoregen"
+    return Path(root).expanduser().joinpath(*parts)
 
 
 def resolve_data_dir(explicit: str | os.PathLike | None = None) -> Path | None:

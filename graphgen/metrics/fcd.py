@@ -23,7 +23,7 @@ from typing import Sequence
 import numpy as np
 import torch
 
-from shared.io import atomic_write_bytes
+from shared.io import atomic_write_bytes, write_cache
 
 __all__ = [
     "frechet_distance",
@@ -141,8 +141,8 @@ def reference_statistics(
     mu, sigma = gaussian_statistics(chemnet_activations(canonical, batch_size, device, canonicalize=False))
     buffer = io.BytesIO()
     np.savez(buffer, mu=mu, sigma=sigma)
-    atomic_write_bytes(path, buffer.getvalue())
-    _LOG.info("cached FCD reference statistics of %d molecules at %s", len(canonical), path)
+    if write_cache(path, lambda p: atomic_write_bytes(p, buffer.getvalue()), "FCD reference cache"):
+        _LOG.info("cached FCD reference statistics of %d molecules at %s", len(canonical), path)
     return mu, sigma
 
 

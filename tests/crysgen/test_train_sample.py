@@ -140,11 +140,20 @@ def test_an_interrupted_write_is_never_read_as_a_finished_sample_set(tiny_run, t
     with pytest.raises(KeyboardInterrupt):
         write_samples(small, tmp_path)
     monkeypatch.setattr(crysgen.representation, "atomic_write_text", real)
-    assert (tmp_path / UNFINISHED_MARKER).is_file() and not (tmp_path / "summary.csv").exists()
-    with pytest.raises(ValueError, match="unfinished sample set"):
-        read_structures(tmp_path)  # neither the old set nor a mixture of the two
+    # the new set was being staged: the finished old set is intact, and no staging folder or marker is left
+    assert not (tmp_path / UNFINISHED_MARKER).exists() and not list(tmp_path.glob(".incoming-*"))
+    def as_dicts(structures):
+        return [None if s is None else s.as_dict() for s in structures]
 
+    assert as_dicts(read_structures(tmp_path).structures) == as_dicts(first.structures)
+    # a write stopped during the final renames leaves the marker: readers refuse a mixture of two sets
+    (tmp_path / UNFINISHED_MARKER).write_text("stopped")
+    with pytest.raises(ValueError, match="unfinished sample set"):
+        read_structures(tmp_path)
+
+    (tmp_path / "metrics.json").write_text("{}")  # derived files of the user's are not the sample set's
     write_samples(small, tmp_path)  # sampling again into the directory repairs it
+    assert (tmp_path / "metrics.json").is_file()
     again = read_structures(tmp_path)
     assert len(again.structures) == 3 and not (tmp_path / UNFINISHED_MARKER).exists()
     # the earlier set's extra CIFs are gone: the directory holds one sample set
