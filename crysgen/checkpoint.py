@@ -25,6 +25,7 @@ import torch
 from crysgen.config import CrysgenConfig, build_denoiser, load_train_config
 from crysgen.diffusion import CrystalDenoiser
 from crysgen.representation import CrystalEncoder, MatrixScaler
+from shared.conditions import check_target_range
 from shared.config import config_to_dict
 from shared.io import atomic_torch_save
 from shared.safe_load import safe_torch_load
@@ -61,8 +62,21 @@ class CrystalModel:
         if unknown or missing:
             raise ValueError(f"guidance must give exactly the properties {names}; unknown {unknown}, "
                              f"missing {missing}")
+        for k, n in enumerate(names):
+            check_target_range(n, values[n], *self.property_range(k), stacklevel=4)
         return torch.tensor([(float(values[n]) - m) / s for n, m, s in
                              zip(names, self.properties["mean"], self.properties["std"])], dtype=torch.float32)
+
+
+    def property_range(self, k: int) -> tuple[float, float, float]:
+        """(low, high, OOD margin) of the k-th conditioned property: recorded at training time; checkpoints
+        from before that know only mean and std, and get mean -+ 4 std with a margin of 3 std (generous: perov-5's
+        heat_ref is skewed, its q99 - median is 3.1 std)."""
+        p = self.properties
+        if "min" in p:
+            return float(p["min"][k]), float(p["max"][k]), float(p["ood_margin"][k])
+        mean, std = float(p["mean"][k]), float(p["std"][k])
+        return mean - 4 * std, mean + 4 * std, 3 * std
 
 
 def default_checkpoint() -> Path:

@@ -42,7 +42,7 @@ def add_train_parser(subparsers: argparse._SubParsersAction) -> argparse.Argumen
                              "replaces data.split")
     parser.add_argument("--run-dir", default=None, help="run directory (default runs/<date>-crysgen-<name>-<hash>)")
     add_common_options(parser, seed=False)
-    parser.set_defaults(handler=_train)
+    parser.set_defaults(handler=_train, output_lock="run_dir")
     return parser
 
 
@@ -95,16 +95,9 @@ def _train(args: argparse.Namespace) -> int:
 
 
 def _guidance(items: list[str]) -> dict[str, float]:
-    values = {}
-    for item in items:
-        name, sep, raw = item.partition("=")
-        try:
-            values[name.strip()] = float(raw)
-        except ValueError:
-            raise UserError(f"--guidance expects property=value with a number, got {item!r}") from None
-        if not sep or not name.strip():
-            raise UserError(f"--guidance expects property=value, got {item!r}")
-    return values
+    from shared.conditions import parse_targets
+
+    return parse_targets(items, "--guidance")
 
 
 def add_sample_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
@@ -126,7 +119,7 @@ def add_sample_parser(subparsers: argparse._SubParsersAction) -> argparse.Argume
                         help="EDM stochastic churn S_churn (0: deterministic Heun; default: the model's; see "
                              "benchmarks/results/crysgen_ablations.md for its effect on perov-5)")
     add_common_options(parser, data_dir=False)
-    parser.set_defaults(handler=_sample)
+    parser.set_defaults(handler=_sample, output_lock="out")
     return parser
 
 

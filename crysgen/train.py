@@ -29,6 +29,7 @@ import torch
 from crysgen.config import CrysgenConfig, DataConfig, build_denoiser, load_train_config  # noqa: F401 (re-exported)
 from crysgen.diffusion import make_loss_fn
 from crysgen.representation import CrystalEncoder, MatrixScaler
+from shared.conditions import training_range
 from shared.config import config_to_dict, save_config
 from shared.io import atomic_write_json
 from shared.training import Trainer, latest_checkpoint
@@ -170,7 +171,7 @@ def prepare_data(config: CrysgenConfig, data_dir=None, log=print) -> dict[str, A
         f"max_sites={encoder.max_sites}")
     scaler = MatrixScaler().fit(encoded.matrices, encoder.padding_mask())
     cond = np.zeros((len(encoded.indices), 0))
-    mean, std = [], []
+    mean, std, ranges = [], [], []
     for name in config.data.properties:
         if name not in dataset.properties:
             raise ValueError(f"property {name!r} is not a column of {dataset.source}; "
@@ -178,6 +179,7 @@ def prepare_data(config: CrysgenConfig, data_dir=None, log=print) -> dict[str, A
         values = np.asarray([dataset.properties[name][i] for i in encoded.indices], dtype=np.float64)
         if not np.all(np.isfinite(values)):
             raise ValueError(f"property {name!r} has non-numeric or missing values in {dataset.source}")
+        ranges.append(training_range(values))
         mean.append(float(values.mean()))
         std.append(float(values.std()) or 1.0)
         cond = np.concatenate([cond, ((values - mean[-1]) / std[-1])[:, None]], axis=1)
@@ -185,7 +187,8 @@ def prepare_data(config: CrysgenConfig, data_dir=None, log=print) -> dict[str, A
         "config": config, "encoder": encoder, "scaler": scaler,
         "x": torch.as_tensor(scaler.transform(encoded.matrices), dtype=torch.float32),
         "cond": torch.as_tensor(cond, dtype=torch.float32),
-        "properties": {"names": list(config.data.properties), "mean": mean, "std": std},
+        "properties": {"names": list(config.data.properties), "mean": mean, "std": std,
+                       **{key: [r[key] for r in ranges] for key in ("min", "max", "ood_margin")}},
         "summary": {"dataset": config.data.dataset, "name": where.name, "split": where.split,
                     "source": str(where.path), "n_structures": len(dataset), "n_encoded": len(encoded.indices),
                     "skipped": encoded.skip_counts, "unparsable_rows": len(dataset.errors),

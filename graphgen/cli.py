@@ -72,7 +72,7 @@ def add_train_parser(subparsers: argparse._SubParsersAction) -> argparse.Argumen
     parser.add_argument("--run-dir", default=None, help="run directory (default: runs/<date>-graphgen-<config>-<hash>)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
     add_common_options(parser)
-    parser.set_defaults(handler=_train, seed=None)
+    parser.set_defaults(handler=_train, seed=None, output_lock="run_dir")
     return parser
 
 
@@ -166,7 +166,7 @@ def add_sample_parser(subparsers: argparse._SubParsersAction) -> argparse.Argume
     ema.add_argument("--no-ema", dest="ema", action="store_false", help="sample with the raw weights")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
     add_common_options(parser)
-    parser.set_defaults(handler=_sample)
+    parser.set_defaults(handler=_sample, output_lock="out")
     return parser
 
 

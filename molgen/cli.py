@@ -248,7 +248,7 @@ def add_train_regressor_parser(subparsers: argparse._SubParsersAction) -> argpar
     parser.add_argument("--resume", action="store_true", help="continue from the run directory's checkpoint")
     parser.add_argument("overrides", nargs="*", help="config overrides key=value, e.g. trainer.max_steps=5000")
     add_common_options(parser, data_dir=False)
-    parser.set_defaults(handler=_train_regressor)
+    parser.set_defaults(handler=_train_regressor, output_lock="run_dir")
     return parser
 
 
@@ -290,7 +290,7 @@ def add_train_parser(subparsers: argparse._SubParsersAction) -> argparse.Argumen
                         help="stop after this many more steps (resumable)")
     parser.add_argument("--dry-run", action="store_true", help="print the resolved config and parameter count only")
     add_common_options(parser, data_dir=False)
-    parser.set_defaults(handler=_train, seed=None)
+    parser.set_defaults(handler=_train, seed=None, output_lock="run_dir")
     return parser
 
 
@@ -364,21 +364,14 @@ def add_sample_parser(subparsers: argparse._SubParsersAction) -> argparse.Argume
                         help="with --relax: leave out molecules that could not be relaxed or whose bonding changed")
     parser.add_argument("--workers", type=positive_int, default=1, help="processes for --relax (default 1)")
     add_common_options(parser, data_dir=False)
-    parser.set_defaults(handler=_sample)
+    parser.set_defaults(handler=_sample, output_lock="out")
     return parser
 
 
 def _parse_conditions(items: list[str]) -> dict[str, float]:
-    out = {}
-    for item in items:
-        name, sep, value = item.partition("=")
-        if not sep or not name.strip():
-            raise ValueError(f"--condition {item!r}: expected PROP=VALUE, e.g. gap=6.5")
-        try:
-            out[name.strip()] = float(value)
-        except ValueError:
-            raise ValueError(f"--condition {item!r}: {value!r} is not a number") from None
-    return out
+    from shared.conditions import parse_targets
+
+    return parse_targets(items, "--condition")
 
 
 def _sample(args: argparse.Namespace) -> int:

@@ -29,6 +29,8 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from shared.conditions import check_target_range
+
 from molgen.checkpoint import Generator, load_generator
 from molgen.conditioning import make_condition
 from molgen.flow import SamplerConfig, sample_molecules
@@ -85,20 +87,13 @@ def check_condition(generator: Generator, condition: dict[str, Any]) -> dict[str
         key = name if name in generator.properties else canonical_property(name)
         if key not in generator.properties:
             raise ValueError(f"this model is not conditioned on {key!r}; it knows {generator.properties or 'none'}")
+        if key in out:
+            raise ValueError(f"the condition names {key!r} twice (as {name!r} and another spelling); give it once")
         values = torch.as_tensor(value, dtype=torch.float64).reshape(-1)
         if values.numel() == 0 or not bool(torch.isfinite(values).all()):
             raise ValueError(f"target {key}={value} is not a finite number")
         if key in ranges:
-            lo, hi = ranges[key]
-            margin = float(margins.get(key, 0.0))
-            v_lo, v_hi = float(values.min()), float(values.max())
-            if v_lo < lo - margin or v_hi > hi + margin:
-                bad = v_lo if v_lo < lo - margin else v_hi
-                raise ValueError(f"target {key}={bad:g} is outside the training range [{lo:g}, {hi:g}] by more "
-                                 f"than the OOD margin {margin:g}: the model has never seen anything like it")
-            if v_lo < lo or v_hi > hi:
-                warnings.warn(f"target {key} ({v_lo:g}..{v_hi:g}) lies outside the training range "
-                              f"[{lo:g}, {hi:g}]", stacklevel=2)
+            check_target_range(key, values, *ranges[key], float(margins.get(key, 0.0)))
         out[key] = float(values[0]) if torch.as_tensor(value).dim() == 0 else values
     return out
 

@@ -71,6 +71,10 @@ class CampaignSpec:
                 raise ConfigError(f"{name} must be >= 1, got {getattr(self, name)}")
         if self.steps is not None and self.steps < 1:
             raise ConfigError(f"steps must be >= 1, got {self.steps}")
+        if not (math.isfinite(float(self.guidance_scale)) and self.guidance_scale >= 0):
+            raise ConfigError(f"guidance_scale must be a finite number >= 0, got {self.guidance_scale}")
+        if not 0 <= int(self.seed) < 2**63:
+            raise ConfigError(f"seed must be a whole number in [0, 2**63), got {self.seed}")
         for key, value in self.target.items():
             if not math.isfinite(float(value)):
                 raise ConfigError(f"target.{key} must be a finite number, got {value}")

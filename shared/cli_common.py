@@ -21,6 +21,7 @@ from pathlib import Path
 import torch
 
 from shared.evaluation import MissingDependency
+from shared.io import exclusive_output
 
 __all__ = [
     "USER_ERRORS",
@@ -193,7 +194,7 @@ def add_campaign_parser(subparsers: argparse._SubParsersAction, prog: str, help:
     parser.add_argument("overrides", nargs="*", help="spec overrides key=value (with 'status': the DIR)")
     parser.add_argument("--out", default=None, help="campaign directory (outputs, shards, caches)")
     add_common_options(parser, device=False, seed=False, data_dir=data_dir)
-    parser.set_defaults(handler=lambda args: _campaign_command(args, prog, run))
+    parser.set_defaults(handler=lambda args: _campaign_command(args, prog, run), output_lock="out")
     return parser
 
 
@@ -303,7 +304,11 @@ def run_cli(parser: argparse.ArgumentParser, argv: Sequence[str] | None = None) 
         handler = getattr(args, "handler", None)
         if handler is None:  # a subcommand added without set_defaults(handler=...) is a programming error
             raise RuntimeError(f"subcommand {args.command!r} has no handler")
-        with thread_limit(getattr(args, "threads", None)):
+        # a command that names its output in ``set_defaults(output_lock=<option>)`` holds that output exclusively
+        lock = getattr(args, "output_lock", None)
+        target = getattr(args, lock, None) if lock else None
+        guard = exclusive_output(target, f"{parser.prog} {args.command}") if target else contextlib.nullcontext()
+        with thread_limit(getattr(args, "threads", None)), guard:
             code = handler(args)
         return 0 if code is None else int(code)
     except USER_ERRORS as exc:

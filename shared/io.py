@@ -117,8 +117,10 @@ def exclusive_output(path: str | os.PathLike, what: str = "command") -> Iterator
     """Hold an exclusive lock on the output ``path`` (a file or a folder) for the body; a second process asking for
     the same output is refused at once with :class:`OutputBusy` instead of mixing its results into the first's.
 
-    The lock is ``.<name>.lock`` beside ``path``, taken with ``flock`` (released by the system even when the
-    holder is killed, so a stale lock file never blocks). Where ``fcntl`` is missing (Windows) nothing is locked.
+    The lock is a file in ``$TMPDIR/scoregen-locks-<uid>`` named by a hash of the output's absolute path (nothing is
+    created beside the output), taken with ``flock``: the system releases it even when the holder is killed, so a
+    stale lock never blocks. Processes on other machines sharing a network folder are not covered; where ``fcntl``
+    is missing (Windows) nothing is locked.
     """
     path = Path(path)
     try:
@@ -126,9 +128,12 @@ def exclusive_output(path: str | os.PathLike, what: str = "command") -> Iterator
     except ImportError:  # pragma: no cover - Windows
         yield path
         return
-    parent = path.parent if str(path.parent) else Path(".")
-    parent.mkdir(parents=True, exist_ok=True)
-    lock_path = parent / f".{path.name}.lock"
+    import hashlib
+
+    folder = Path(tempfile.gettempdir()) / f"scoregen-locks-{os.getuid()}"
+    folder.mkdir(mode=0o700, exist_ok=True)
+    key = os.path.realpath(os.path.abspath(os.path.expanduser(path)))
+    lock_path = folder / f"{hashlib.sha256(key.encode()).hexdigest()[:32]}.lock"
     handle = open(lock_path, "a+")
     try:
         try:

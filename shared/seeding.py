@@ -16,8 +16,8 @@ __all__ = ["capture_rng_state", "make_generator", "restore_rng_state", "seed_eve
 
 def seed_everything(seed: int) -> None:
     """Seed python's ``random``, numpy's legacy global RNG and torch (CPU and every CUDA device)."""
-    if not isinstance(seed, int) or isinstance(seed, bool) or seed < 0:
-        raise ValueError(f"seed must be a non-negative int, got {seed!r}")
+    if not isinstance(seed, int) or isinstance(seed, bool) or not 0 <= seed < 2**63:
+        raise ValueError(f"seed must be a whole number in [0, 2**63), got {seed!r}")
     random.seed(seed)
     np.random.seed(seed % 2**32)  # numpy's legacy seeding takes 32 bits only
     torch.manual_seed(seed)  # also seeds all CUDA devices
