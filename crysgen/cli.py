@@ -16,7 +16,8 @@ from pathlib import Path
 
 from crysgen import __version__
 from shared.cli_common import add_campaign_parser as _add_campaign_parser
-from shared.cli_common import UserError, add_common_options, build_parser, resolve_device, run_cli
+from shared.cli_common import (UserError, add_common_options, add_strict_option, batch_exit_code, batch_summary,
+                                build_parser, resolve_device, run_cli)
 from shared.cli_common import add_version_parser as _add_version_parser
 from shared.cli_common import nonnegative_float, positive_float, positive_int
 
@@ -406,7 +407,8 @@ def add_relax_parser(subparsers: argparse._SubParsersAction) -> argparse.Argumen
     parser.add_argument("--out", default=None, help="output directory (default SOURCE/relaxed)")
     parser.add_argument("--cache-dir", default=None, help="hook result cache (default: the output directory)")
     add_common_options(parser, device=False, seed=False, data_dir=False)
-    parser.set_defaults(handler=_relax)
+    add_strict_option(parser)
+    parser.set_defaults(handler=_relax, output_lock="out")
     return parser
 
 
@@ -436,9 +438,8 @@ def _relax(args: argparse.Namespace) -> int:
                 **{k: v for k, v in r.values.items() if k != "structure"}} for i, r in enumerate(results)]
     atomic_write_json(out / "energies.json", {"calculator": args.calculator, "results": records,
                                               "unreadable": [skipped.to_dict() for skipped in read.skipped]})
-    n_ok = sum(r.ok for r in results)
-    print(f"relaxed {n_ok}/{len(results)} crystals with {args.calculator} -> {out}")
-    return 0
+    print(f"relaxed with {args.calculator}: " + batch_summary(results, len(read.skipped)) + f" -> {out}")
+    return batch_exit_code(results, args.strict)
 
 
 # --- campaign -------------------------------------------------------------------------------------------------

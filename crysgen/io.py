@@ -132,11 +132,15 @@ def _check_values(structure) -> None:
         raise CifProblem(f"non-finite cell parameters {tuple(round(float(v), 4) for v in lattice.parameters)}")
     if not np.isfinite(structure.frac_coords).all():
         raise CifProblem("non-finite fractional coordinates")
-    for site in structure:
+    for k, site in enumerate(structure):
         for species in site.species:
             symbol = getattr(species, "symbol", str(species))
             if not Element.is_valid_symbol(symbol):
                 raise CifProblem(f"unknown element {symbol!r}")
+        if not site.is_ordered:  # a disordered site is a mixture of crystals, not one of them
+            raise CifProblem(f"unsupported: site {k} is partially occupied ({site.species.formula}); crysgen handles "
+                             f"ordered crystals only (order it first, e.g. pymatgen's OrderDisorderedStructure"
+                             f"Transformation)")
 
 
 def _parse_failure(err: Exception, caught: list) -> str:

@@ -16,7 +16,8 @@ from pathlib import Path
 
 from graphgen import __version__
 from shared.cli_common import add_campaign_parser as _add_campaign_parser
-from shared.cli_common import UserError, add_common_options, build_parser, resolve_device, run_cli
+from shared.cli_common import (UserError, add_common_options, add_strict_option, batch_exit_code, batch_summary,
+                                build_parser, resolve_device, run_cli)
 from shared.paths import resolve_data_dir
 from shared.cli_common import add_version_parser as _add_version_parser
 from shared.cli_common import nonnegative_float, positive_float, positive_int
@@ -360,12 +361,12 @@ _DFT_COLUMNS = ("energy_eV", "homo_eV", "lumo_eV", "gap_eV", "dipole_D", "force_
 def _dft_hook(method: str, optimize: bool, conformers: int, force_field: str, seed: int):
     """The embedding hook around molgen's backend (the CLI layer may import molgen.hooks; graphgen's library not)."""
     from graphgen.dft import EmbeddingSettings, GraphDFTHook
-    from molgen.hooks import MoleculeRecord, PySCFHook, XTBHook
+    from molgen.hooks import MoleculeRecord, PySCFHook, XTBHook, dft_input_problem
 
     backend = XTBHook() if method == "xtb" else PySCFHook()
     optimizer = XTBHook(optimize=True) if optimize else None
     embedding = EmbeddingSettings(conformers=conformers, force_field=force_field, seed=seed)
-    return GraphDFTHook(backend, MoleculeRecord.from_mol, embedding, optimizer)
+    return GraphDFTHook(backend, MoleculeRecord.from_mol, embedding, optimizer, check=dft_input_problem)
 
 
 def _run_dft(hook, smiles: list[str], cache: Path, workers: int, retry_failed: bool, progress: bool):
@@ -489,17 +490,9 @@ def _dft(args: argparse.Namespace) -> int:
     elif args.plots:
         plot_property_histograms(property_values(computed), {}, args.plots, label=f"{path.name} ({args.method})",
                                  prefix=args.method)
-    n_ok = sum(r.ok for r in computed)
-    failed = {}
-    for result in computed:
-        if not result.ok:
-            failed[result.reason.split(":")[0]] = failed.get(result.reason.split(":")[0], 0) + 1
     _print_distributions(summary, reference[1] if reference else "no reference")
-    counts = ", ".join(f"{n} {why}" for why, n in sorted(failed.items()))
-    print(f"{n_ok}/{len(todo)} ok ({sum(r.cached for r in computed)} from cache"
-          + (f"; failed: {counts}" if counts else "") + (f"; {len(bad)} unreadable skipped" if bad else "")
-          + f"); wrote {prefix}.csv/.json/.sdf")
-    return 0 if n_ok == len(todo) else 1  # 1: a readable molecule failed (skipped unreadable lines do not count)
+    print(batch_summary(computed, len(bad)) + f"; wrote {prefix}.csv/.json/.sdf")
+    return batch_exit_code(computed, args.strict)
 
 
 def _csv(rows: list[dict]) -> str:
@@ -519,8 +512,10 @@ def add_dft_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentP
         description="Each molecule is embedded with explicit hydrogens (RDKit ETKDG v3, K conformers relaxed with "
                     "MMFF94, the lowest kept), optionally optimised with GFN2-xTB, then given a single point. "
                     "Writes PREFIX.csv/.json (per molecule: energy, HOMO, LUMO, gap, dipole, status, reason) and "
-                    "PREFIX.sdf (3D geometries). Results are cached per molecule: a rerun resumes. Exit code 0 when "
-                    "every molecule succeeded, 1 when some failed (reasons in the outputs), 2 for bad input.")
+                    "PREFIX.sdf (3D geometries). Results are cached per molecule: a rerun resumes. Open shells and "
+                    "molecules of several fragments are reported, not computed. Exit code 0 once the batch ran "
+                    "(failures and their reasons are in the outputs), 1 when none succeeded or, with --strict, "
+                    "any failed, 2 for bad input.")
     parser.add_argument("file", help="SMILES (.smi/.txt, one per line) or SDF file, e.g. from 'graphgen sample'")
     parser.add_argument("--method", choices=("xtb", "b3lyp"), default="xtb",
                         help="xtb: GFN2-xTB (tblite); b3lyp: B3LYP/6-31G(2df,p), QM9's level, with PySCF (slow)")
@@ -542,6 +537,7 @@ def add_dft_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentP
     parser.add_argument("--retry-failed", action="store_true", help="recompute cached failures")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
     add_common_options(parser, device=False)
+    add_strict_option(parser)
     parser.set_defaults(handler=_dft)
     return parser
 

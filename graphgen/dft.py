@@ -25,6 +25,7 @@ __all__ = [
     "DFT_PROPERTIES",
     "EmbeddingError",
     "EmbeddingSettings",
+    "GeometryRefused",
     "GraphDFTHook",
     "InvalidMolecule",
     "OpenShellMolecule",
@@ -45,6 +46,10 @@ class InvalidMolecule(ValueError):
 
 class OpenShellMolecule(ValueError):
     """The molecule has unpaired electrons (a radical); closed-shell methods would misdescribe it."""
+
+
+class GeometryRefused(ValueError):
+    """A geometry that a check refuses (fragments, broken bonds) is never handed to quantum chemistry."""
 
 
 class EmbeddingError(RuntimeError):
@@ -176,19 +181,24 @@ class GraphDFTHook:
     ``backend`` and ``optimizer`` are hooks over records built by ``make_record(mol)`` (e.g. molgen's
     ``XTBHook``/``PySCFHook`` with ``MoleculeRecord.from_mol``); ``optimizer`` must return ``positions_A``. All
     three must pickle, for process pools. Values: the backend's plus the embedding's and the 3D geometry.
+    ``check(mol3d) -> reason | None`` (e.g. ``molgen.hooks.dft_input_problem``) refuses a geometry before the
+    backend sees it. Molecules of several fragments are refused before embedding: ETKDG places them on top of
+    each other.
     """
 
     backend: Any
     make_record: Callable[[Any], Any]
     embedding: EmbeddingSettings = EmbeddingSettings()
     optimizer: Any = None
+    check: Callable[[Any], str | None] | None = None
     name: str = "graphgen-embedded"
-    version: str = "2"  # 2: stereoisomer fallback for embedding
+    version: str = "3"  # 2: stereoisomer fallback for embedding; 3: fragments and checked geometries refused
 
     def key(self, smiles: str) -> str:
         # the backends are frozen dataclasses: their repr lists every setting that changes a result
+        check = None if self.check is None else f"{self.check.__module__}.{self.check.__qualname__}"
         return content_hash(self.name, self.version, asdict(self.embedding), repr(self.backend),
-                            repr(self.optimizer), smiles)
+                            repr(self.optimizer), check, smiles)
 
     def compute_one(self, smiles: str) -> dict:
         from rdkit import Chem
@@ -198,12 +208,19 @@ class GraphDFTHook:
         if unpaired:
             raise OpenShellMolecule(f"open shell: {unpaired} unpaired electron(s) (radical); "
                                     "closed-shell single points would misdescribe it")
+        fragments = len(Chem.GetMolFrags(mol))
+        if fragments > 1:
+            raise GeometryRefused(f"refused geometry: {fragments} disconnected fragments; compute each fragment on "
+                                  f"its own (embedded together they overlap)")
         mol3d, values = embed_molecule(mol, self.embedding)
         if self.optimizer is not None:
             optimized = self.optimizer.compute_one(self.make_record(mol3d))
             _set_positions(mol3d, optimized["positions_A"])
             values["optimized"] = True
             values["optimizer_converged"] = bool(optimized.get("converged", True))
+        problem = self.check(mol3d) if self.check is not None else None
+        if problem:
+            raise GeometryRefused(problem)
         values.update(self.backend.compute_one(self.make_record(mol3d)))
         values.update({
             "smiles": Chem.MolToSmiles(mol),

@@ -17,7 +17,8 @@ from molgen import __version__
 from shared.cli_common import add_campaign_parser as _add_campaign_parser
 from shared.cli_common import add_version_parser as _add_version_parser
 from shared.cli_common import nonnegative_float, nonnegative_int, positive_float, positive_int
-from shared.cli_common import UserError, add_common_options, build_parser, run_cli
+from shared.cli_common import (UserError, add_common_options, add_strict_option, batch_exit_code, batch_summary,
+                                build_parser, run_cli)
 
 PROG = "molgen"
 DESCRIPTION = "SE(3)-equivariant flow matching for 3D molecules: train, sample, evaluate, DFT."
@@ -168,6 +169,7 @@ def add_dft_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentP
     parser.add_argument("--retry-failed", action="store_true", help="recompute cached failures")
     _add_skip_unreadable(parser)
     add_common_options(parser, device=False, seed=False, data_dir=False)
+    add_strict_option(parser)
     parser.set_defaults(handler=_dft)
     return parser
 
@@ -176,25 +178,28 @@ def _dft(args: argparse.Namespace) -> int:
     from concurrent.futures import ProcessPoolExecutor
     from multiprocessing import get_context
 
-    from molgen.hooks import MoleculeRecord, PySCFHook, XTBHook
-    from shared.hooks import run_hook
+    from molgen.hooks import MoleculeRecord, PySCFHook, XTBHook, dft_input_problem
+    from shared.hooks import HookResult, run_hook
     from shared.io import atomic_write_json, atomic_write_text
 
-    if args.workers < 1:
-        raise ValueError(f"--workers must be >= 1, got {args.workers}")
     read = _read_input(args, elements=None)
-    records = [MoleculeRecord.from_mol(mol) for mol in read.mols]
+    problems = [dft_input_problem(mol) for mol in read.mols]  # no open shell or broken geometry reaches the hook
+    todo = [k for k, problem in enumerate(problems) if problem is None]
+    records = [MoleculeRecord.from_mol(read.mols[k]) for k in todo]
     hook = XTBHook() if args.method == "xtb" else PySCFHook()
     cache = Path(args.cache) if args.cache else read.path.parent / ".molgen-dft-cache"
     executor = None
     if args.workers > 1:
         executor = ProcessPoolExecutor(args.workers, mp_context=get_context("spawn"))
     try:
-        results = run_hook(hook, records, executor=executor, cache_dir=cache, retry_failed=args.retry_failed,
-                           progress=not args.no_progress)
+        computed = run_hook(hook, records, executor=executor, cache_dir=cache, retry_failed=args.retry_failed,
+                            progress=not args.no_progress)
     finally:
         if executor is not None:
             executor.shutdown()
+    by_index = dict(zip(todo, computed))
+    results = [by_index.get(k) or HookResult("", "failed", {}, problem, 0.0, False)
+               for k, problem in enumerate(problems)]
     rows = _dft_rows(read, results)
     prefix = Path(args.out) if args.out else read.path.with_suffix(f".{args.method}")
     atomic_write_text(prefix.with_name(prefix.name + ".csv"), _csv(rows))
@@ -204,11 +209,8 @@ def _dft(args: argparse.Namespace) -> int:
                                     "reason": r.reason, "values": r.values}
                                    for k, (n, r) in enumerate(zip(read.names, results))],
                        "skipped": [record.to_dict() for record in read.skipped]})
-    n_ok = sum(r.ok for r in results)
-    skipped = f", {len(read.skipped)} unreadable skipped" if read.skipped else ""
-    print(f"{n_ok}/{len(results)} ok ({sum(r.cached for r in results)} from cache{skipped}); "
-          f"wrote {prefix}.csv/.json")
-    return 0 if n_ok == len(results) else 1
+    print(batch_summary(results, len(read.skipped)) + f"; wrote {prefix}.csv/.json")
+    return batch_exit_code(results, args.strict)
 
 
 def _dft_rows(read, results) -> list[dict]:

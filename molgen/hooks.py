@@ -28,7 +28,8 @@ from molgen.qm_basis import QM9_BASIS_NAME, qm9_basis
 from molgen.units import ANGSTROM_TO_BOHR, E_BOHR_TO_DEBYE, HARTREE_TO_EV
 from shared.hooks import content_hash
 
-__all__ = ["MoleculeRecord", "OpenShellError", "SCFNotConverged", "frontier_orbitals", "XTBHook", "PySCFHook"]
+__all__ = ["MoleculeRecord", "OpenShellError", "dft_input_problem", "SCFNotConverged", "frontier_orbitals", "XTBHook",
+           "PySCFHook"]
 
 _POSITION_DECIMALS = 6  # 1e-6 Angstrom: far below any physical effect, far above float noise
 _HARTREE_PER_K_TO_CAL_PER_MOL_K = 627.5094740631 * 1000.0
@@ -278,3 +279,59 @@ def _harmonic_thermo(mf) -> dict:
         "zpve_eV": float(result["ZPE"][0]) * HARTREE_TO_EV,
         "cv_cal_mol_K": float(result["Cv_tot"][0]) * _HARTREE_PER_K_TO_CAL_PER_MOL_K,
     }
+
+
+def dft_input_problem(mol) -> str | None:
+    """Why ``mol`` (RDKit, explicit H, one conformer) must not be handed to a quantum-chemistry hook, or None.
+
+    The reason starts with its class: ``open shell: ...`` (radicals or an odd electron count: a closed-shell
+    single point would misdescribe it), ``refused geometry: ...`` (no 3-D coordinates: a 2-D depiction; bonds the
+    coordinates do not show; non-bonded atoms as close as bonded ones; a bond shorter than any of its element pair
+    in QM9). Distances are judged by QM9's own bond windows (``molgen.metrics.windows``); pairs of elements QM9
+    lacks are not judged. Several fragments are refused: embedded or generated together they overlap.
+    """
+    from rdkit import Chem
+
+    from molgen.metrics.windows import bond_window_tables, max_z, perceived_bonds
+
+    numbers = [a.GetAtomicNum() for a in mol.GetAtoms()]
+    radicals = sum(a.GetNumRadicalElectrons() for a in mol.GetAtoms())
+    electrons = sum(numbers) - sum(a.GetFormalCharge() for a in mol.GetAtoms())
+    if radicals or electrons % 2:
+        return (f"open shell: {radicals or 1} unpaired electron(s); a closed-shell calculation would misdescribe "
+                f"it")
+    if mol.GetNumConformers() == 0:
+        return "refused geometry: no coordinates"
+    conf = mol.GetConformer()
+    pos = conf.GetPositions()
+    if not conf.Is3D() or (len(numbers) > 3 and np.ptp(pos[:, 2]) == 0 and np.ptp(pos[:, 0]) > 0
+                           and np.ptp(pos[:, 1]) > 0 and not mol.GetRingInfo().NumRings()):
+        return "refused geometry: 2-D coordinates (a drawing, not a geometry); embed or optimise it in 3-D first"
+    fragments = len(Chem.GetMolFrags(mol))
+    if fragments > 1:
+        return (f"refused geometry: {fragments} disconnected fragments; compute each fragment on its own (their "
+                f"relative placement is not a geometry)")
+    judged = [z <= max_z() for z in numbers]
+    graph = {(min(b.GetBeginAtomIdx(), b.GetEndAtomIdx()), max(b.GetBeginAtomIdx(), b.GetEndAtomIdx()))
+             for b in mol.GetBonds()}
+    graph = {(i, j) for i, j in graph if judged[i] and judged[j]}
+    shown = perceived_bonds([z if ok else 0 for z, ok in zip(numbers, judged)], pos)
+
+    def name(i: int) -> str:
+        return f"{mol.GetAtomWithIdx(i).GetSymbol()}{i + 1}"
+
+    def dist(i: int, j: int) -> float:
+        return float(np.linalg.norm(pos[i] - pos[j]))
+
+    for i, j in sorted(graph - shown):
+        return f"refused geometry: bond {name(i)}-{name(j)} is {dist(i, j):.2f} A, beyond QM9's bonds of this pair"
+    for i, j in sorted(shown - graph):
+        return f"refused geometry: non-bonded atoms {name(i)} and {name(j)} are {dist(i, j):.2f} A apart, as close " \
+               f"as bonded atoms"
+    _, by_pair = bond_window_tables()
+    for i, j in sorted(graph):
+        low = float(by_pair[min(numbers[i], numbers[j]), max(numbers[i], numbers[j]), 0])
+        if dist(i, j) < low:
+            return f"refused geometry: bond {name(i)}-{name(j)} is {dist(i, j):.2f} A, shorter than QM9's bonds " \
+                   f"of this pair ({low:.2f} A)"
+    return None

@@ -35,6 +35,9 @@ __all__ = [
     "seed_int",
     "UserError",
     "add_campaign_parser",
+    "add_strict_option",
+    "batch_exit_code",
+    "batch_summary",
     "add_common_options",
     "add_version_parser",
     "build_parser",
@@ -219,6 +222,47 @@ def _campaign_command(args: argparse.Namespace, prog: str, run: Callable) -> int
     print(f"wrote {result.out_dir}/candidates.csv, {outputs}, report.md/.html "
           f"({result.shards_computed} of {spec.n_shards} shards computed now)")
     return 0
+
+
+def add_strict_option(parser: argparse.ArgumentParser) -> None:
+    """``--strict`` for batch commands (DFT, relaxation): see :func:`batch_exit_code`."""
+    parser.add_argument("--strict", action="store_true",
+                        help="exit 1 when any item of the batch failed (default: 0 once the batch ran; failures "
+                             "are in the table and the summary)")
+
+
+def batch_summary(results: Sequence, skipped: int = 0) -> str:
+    """``"7/10 ok (2 from cache); failed: 2 open shell, 1 refused geometry; 1 unreadable skipped"``: failures are
+    counted by the class their reason starts with (the text before the first colon)."""
+    from collections import Counter
+
+    ok = sum(bool(r.ok) for r in results)
+    failed = Counter(failure_class(r.reason) for r in results if not r.ok)
+    text = f"{ok}/{len(results)} ok ({sum(bool(r.cached) for r in results)} from cache"
+    if failed:
+        text += "; failed: " + ", ".join(f"{n} {why}" for why, n in sorted(failed.items()))
+    if skipped:
+        text += f"; {skipped} unreadable skipped"
+    return text + ")"
+
+
+def failure_class(reason: str | None) -> str:
+    """``"OpenShellMolecule: open shell: 1 unpaired electron"`` -> ``"open shell"``: the text before the first
+    colon, after the exception name a hook's failure carries in front (``shared.hooks``)."""
+    text = (reason or "failed").strip()
+    head, sep, rest = text.partition(":")
+    if sep and ":" in rest and head.isidentifier() and head[:1].isupper():
+        text = rest.strip()
+    return text.split(":")[0].strip() or "failed"
+
+
+def batch_exit_code(results: Sequence, strict: bool = False) -> int:
+    """One convention for batch commands in every domain: 0 when the batch ran (per-item failures are results,
+    reported in the outputs), 1 with ``--strict`` when any item failed or when nothing succeeded at all."""
+    ok = sum(bool(r.ok) for r in results)
+    if results and ok == 0:
+        return 1
+    return 1 if strict and ok < len(results) else 0
 
 
 def packaged_config(name: str, folder: str | os.PathLike) -> Path:
