@@ -36,8 +36,10 @@ def test_train_then_sample_then_relax(cli_run):
     assert len(structures) == 4
     assert sum(s is not None for s in structures) == len(list(out.glob("sample_*.cif")))
     if any(s is not None for s in structures):
-        assert main(["relax", str(out), "--calculator", "emt", "--steps", "5", "--limit", "1"]) == 0
+        code = main(["relax", str(out), "--calculator", "emt", "--steps", "5", "--limit", "1"])
         report = json.loads((out / "relaxed" / "energies.json").read_text())
+        # a toy model's crystal may hold elements EMT lacks: 0 of N relaxed is exit 1, never a silent 0
+        assert code == (0 if any(r["status"] == "ok" for r in report["results"]) else 1)
         assert report["calculator"] == "emt" and len(report["results"]) == 1
 
 

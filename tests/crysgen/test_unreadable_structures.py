@@ -142,7 +142,7 @@ def test_relax_skip_unreadable_relaxes_the_good_structures(layout, tmp_path, cap
     assert main(["relax", str(source), "--skip-unreadable", "--calculator", "emt", "--steps", "300", "--fmax", "0.2",
                  "--out", str(out_dir), "--no-progress"]) == 0
     out, err = capsys.readouterr()
-    assert "relaxed 2/2 crystals with emt" in out
+    assert "relaxed with emt: 2/2 ok" in out
     report = json.loads((out_dir / "energies.json").read_text())
     assert len(report["results"]) == 2 and all(r["status"] == "ok" for r in report["results"])
     if layout == "folder":

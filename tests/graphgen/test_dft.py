@@ -133,28 +133,30 @@ def test_xtb_optimisation_lowers_the_xtb_energy():
 @needs_xtb
 def test_cli_writes_results_and_reports_failures(tmp_path, capsys):
     smi = tmp_path / "mols.smi"
-    smi.write_text("\n".join([*KNOWN.values(), "[CH3]", "C(C)(C)(C)(C)C"]) + "\n")
+    smi.write_text("\n".join([*KNOWN.values(), "[CH3]", "C(C)(C)(C)(C)C", "CCO.Cl"]) + "\n")
     code = main(["dft", str(smi), "--method", "xtb", "--no-progress", "--plots", str(tmp_path / "plots")])
-    assert code == 1  # some molecules failed: reported, not fatal
+    assert code == 0  # the batch ran: failures are results, reported in the outputs
     payload = json.loads((tmp_path / "mols.xtb.json").read_text())
     status = [r["status"] for r in payload["results"]]
-    assert status == ["ok"] * 4 + ["failed", "failed"]
+    assert status == ["ok"] * 4 + ["failed", "failed", "failed"]
     assert "open shell" in payload["results"][4]["reason"]
     assert "valence" in payload["results"][5]["reason"]
+    assert "2 disconnected fragments" in payload["results"][6]["reason"]  # never embedded on top of each other
     csv_lines = (tmp_path / "mols.xtb.csv").read_text().splitlines()
-    assert len(csv_lines) == 7 and csv_lines[0].startswith("index,line,smiles,status")
+    assert len(csv_lines) == 8 and csv_lines[0].startswith("index,line,smiles,status")
     sdf = (tmp_path / "mols.xtb.sdf").read_text()
     assert sdf.count("$$$$") == 4 and "<gap_eV>" in sdf
     pngs = sorted((tmp_path / "plots").glob("*.png"))
     assert len(pngs) == 4 and all(p.stat().st_size > 1000 for p in pngs)
     out = capsys.readouterr().out
-    assert "4/6 ok" in out and "1 OpenShellMolecule" in out and "1 InvalidMolecule" in out
+    assert "4/7 ok" in out and "1 open shell" in out and "1 refused geometry" in out and "1 invalid molecule" in out
 
     # rerun: everything from the cache; a reference run compared with itself has W1 = 0
     code = main(["dft", str(smi), "--no-progress", "--reference", str(tmp_path / "mols.xtb.json"),
-                 "--out", str(tmp_path / "again")])
+                 "--out", str(tmp_path / "again"), "--strict"])
+    assert code == 1  # --strict: any failure fails the command
     again = json.loads((tmp_path / "again.json").read_text())
-    assert "6 from cache" in capsys.readouterr().out
+    assert "7 from cache" in capsys.readouterr().out
     assert all(row["wasserstein"] == 0.0 for row in again["summary"].values())
     assert again["reference"] == "xtb on mols.xtb.json"
 

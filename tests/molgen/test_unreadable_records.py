@@ -120,7 +120,7 @@ def test_dft_skip_unreadable_computes_the_good_frames_and_lists_the_bad(tmp_path
     assert main(["dft", str(path), "--method", "xtb", "--cache", str(cache), "--no-progress",
                  "--skip-unreadable"]) == 0
     out, err = capsys.readouterr()
-    assert "2/2 ok (0 from cache, 1 unreadable skipped)" in out
+    assert "2/2 ok (0 from cache; 1 unreadable skipped)" in out
     assert "skipped 1 unreadable frame(s): frame 3, line 15" in err
     data = json.loads((tmp_path / "trunc.xtb.json").read_text())
     assert [(r["record"], r["name"], r["status"]) for r in data["results"]] == [(1, "one", "ok"), (2, "two", "ok")]
