@@ -44,6 +44,11 @@ def _model(name: str):
 class CrysgenCampaign:
     name: str = "crysgen"
 
+    def default_model_file(self):
+        from crysgen.checkpoint import default_checkpoint
+
+        return default_checkpoint()
+
     def validate(self, spec: CampaignSpec) -> None:
         unknown = sorted(set(spec.filters) - set(FILTERS))
         if unknown:

@@ -47,6 +47,11 @@ class GraphgenCampaign:
     data_dir: str | None = None
     name: str = "graphgen"
 
+    def default_model_file(self):
+        from graphgen.pretrained import default_model_path
+
+        return default_model_path()
+
     def validate(self, spec: CampaignSpec) -> None:
         unknown = sorted(set(spec.filters) - set(FILTERS))
         if unknown:

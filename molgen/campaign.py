@@ -104,6 +104,11 @@ class MolgenCampaign:
     name: str = "molgen"
     _checked: dict = field(default_factory=dict, repr=False)
 
+    def default_model_file(self):
+        from molgen.pretrained import pretrained_generator_path
+
+        return pretrained_generator_path()
+
     # --- validation ------------------------------------------------------------------------------------------
 
     def validate(self, spec: CampaignSpec) -> None:

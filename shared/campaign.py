@@ -43,6 +43,7 @@ __all__ = ["CampaignDomain", "CampaignSpec", "CampaignResult", "campaign_status"
 
 SHARDS = "shards"
 VERIFY_CACHE = "verify_cache"
+SCHEDULER_TIMEOUT_S = 5
 
 
 @dataclass
@@ -120,9 +121,10 @@ class CampaignDomain(Protocol):
     def write_outputs(self, spec: CampaignSpec, candidates: list[dict], top: list[dict], out_dir: Path) -> list:
         """The top-k files and the figures (PNG paths for the report); returns the figure paths."""
 
-    # optional: ``report_notes(spec) -> list[str]`` (lines under the report's heading, e.g. on what geometry the
-    # values were verified) and ``report_columns(spec) -> list[str]`` (candidate values shown beside the top-k:
-    # names in ``values``, or ``METHOD:NAME`` for a verifier's value)
+    # optional: ``default_model_file() -> Path`` (the embedded model's file, hashed into the campaign's
+    # provenance like any other model file), ``report_notes(spec) -> list[str]`` (lines under the report's
+    # heading, e.g. on what geometry the values were verified) and ``report_columns(spec) -> list[str]``
+    # (candidate values shown beside the top-k: names in ``values``, or ``METHOD:NAME`` for a verifier's value)
 
 
 @dataclass
@@ -142,8 +144,8 @@ def run_campaign(domain: CampaignDomain, spec: CampaignSpec, out_dir: str | os.P
     """Run (or resume) the campaign in ``out_dir``; see the module docstring for what is written where."""
     out_dir = Path(out_dir)
     domain.validate(spec)
-    _claim_directory(spec, out_dir, domain)
-    with _executor(spec) as executor:
+    with _executor(spec) as executor:  # first: an executor that cannot start leaves no campaign directory behind
+        _claim_directory(spec, out_dir, domain)
         computed = _generate_shards(domain, spec, out_dir, executor, progress)
         candidates = _collect(spec, out_dir)
         _apply_uniqueness(spec, candidates)
@@ -161,25 +163,57 @@ def _claim_directory(spec: CampaignSpec, out_dir: Path, domain: CampaignDomain) 
     """A fresh DIR gets the spec; an existing one must hold the same spec (only where it runs may change)."""
     path = out_dir / "spec.yaml"
     mine = _work_defining(spec)
+    model = model_provenance(spec, domain)
     if path.is_file():
         theirs = _work_defining(load_spec(path))
         if theirs != mine:
             changed = sorted(k for k in set(mine) | set(theirs) if mine.get(k) != theirs.get(k))
             raise ValueError(f"{out_dir} holds a different campaign (changed: {', '.join(changed)}); use another "
                              "--out or the same spec")
+        recorded = _read_json(out_dir / "versions.json").get("model")
+        if recorded and model and recorded.get("sha256") != model.get("sha256"):
+            raise ValueError(f"{out_dir} was made with another model file ({recorded.get('file')} sha256 "
+                             f"{str(recorded.get('sha256'))[:12]}, now {model['file']} sha256 {model['sha256'][:12]}): "
+                             f"resuming would mix candidates of two models; use another --out")
     else:
         import yaml
 
         out_dir.mkdir(parents=True, exist_ok=True)
         header = f"# {domain.name} campaign spec, as run\n"
         atomic_write_text(path, header + yaml.safe_dump(config_to_dict(spec), sort_keys=False))
-        atomic_write_json(out_dir / "versions.json", _versions())
+        atomic_write_json(out_dir / "versions.json", {**_versions(), "model": model})
     (out_dir / SHARDS).mkdir(parents=True, exist_ok=True)
 
 
 def _work_defining(spec: CampaignSpec) -> dict:
     # the executor, the number of workers and the scheduler change where the work runs, not what it is
     return {k: v for k, v in config_to_dict(spec).items() if k not in ("executor", "workers", "scheduler")}
+
+
+def model_provenance(spec: CampaignSpec, domain: CampaignDomain) -> dict | None:
+    """``{"file", "sha256"}`` of the model the campaign samples (a run folder means its model.pt)."""
+    import hashlib
+
+    if spec.model == "default":
+        default = getattr(domain, "default_model_file", None)
+        path = Path(default()) if default is not None else None
+    else:
+        path = Path(spec.model)
+        path = path / "model.pt" if path.is_dir() else path
+    if path is None or not path.is_file():
+        return None
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for chunk in iter(lambda: handle.read(1 << 22), b""):
+            digest.update(chunk)
+    return {"file": str(path), "sha256": digest.hexdigest()}
+
+
+def _read_json(path: Path) -> dict:
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError):
+        return {}
 
 
 def _versions() -> dict:
@@ -217,7 +251,11 @@ def _executor(spec: CampaignSpec) -> Iterator[Executor | None]:
                                dashboard_address=None)
         client = Client(cluster)
     else:
-        client = Client(spec.scheduler)
+        try:  # an unreachable scheduler is a user's mistake: say so within seconds, not after distributed's 30 s
+            client = Client(spec.scheduler, timeout=SCHEDULER_TIMEOUT_S)
+        except (OSError, TimeoutError, ValueError) as exc:
+            raise ValueError(f"cannot reach the Dask scheduler at {spec.scheduler} within {SCHEDULER_TIMEOUT_S} s "
+                             f"({type(exc).__name__}: {' '.join(str(exc).split())[:160]}); is it running?") from None
     try:
         client.run(_worker_init)
         yield client.get_executor(pure=False)
