@@ -42,14 +42,44 @@ class SampleOutput:
     is_molecule: bool = False
 
 
+def draw_node_sizes(node_counts: Tensor, n: int, max_node_num: int, generator: torch.Generator) -> Tensor:
+    """``(n,)`` node counts drawn from the histogram ``node_counts`` over 0..max_node_num (empty graphs, the
+    histogram's entry 0, are never drawn: they would be empty samples)."""
+    counts = torch.as_tensor(node_counts, dtype=torch.float64).clone()
+    if counts.dim() != 1 or counts.numel() > max_node_num + 1 or not torch.isfinite(counts).all() \
+            or (counts < 0).any():
+        raise ValueError(f"node_counts must be a non-negative histogram over 0..{max_node_num}, got shape "
+                         f"{tuple(counts.shape)}")
+    if counts.numel():
+        counts[0] = 0.0
+    if counts.sum() <= 0:
+        raise ValueError("the node-count histogram holds no graph with at least one node")
+    return torch.multinomial(counts.to(generator.device), n, replacement=True, generator=generator)
+
+
+def flags_of(sizes: Tensor, max_node_num: int) -> Tensor:
+    """``(len(sizes), max_node_num)`` prefix masks."""
+    return (torch.arange(max_node_num, device=sizes.device) < sizes[:, None]).float()
+
+
 def draw_node_flags(node_counts: Tensor, n: int, max_node_num: int, generator: torch.Generator) -> Tensor:
     """``(n, max_node_num)`` prefix masks with node counts drawn from the histogram ``node_counts``."""
-    counts = torch.as_tensor(node_counts, dtype=torch.float64)
-    if counts.dim() != 1 or counts.numel() > max_node_num + 1 or counts.sum() <= 0 or (counts < 0).any():
-        raise ValueError(f"node_counts must be a non-negative histogram over 0..{max_node_num} with a positive "
-                         f"total, got shape {tuple(counts.shape)}")
-    sizes = torch.multinomial(counts.to(generator.device), n, replacement=True, generator=generator)
-    return (torch.arange(max_node_num, device=sizes.device) < sizes[:, None]).float()
+    return flags_of(draw_node_sizes(node_counts, n, max_node_num, generator), max_node_num)
+
+
+_BYTES_PER_SAMPLE = 3000  # a decoded RDKit Mol / networkx graph of <= 40 nodes, with its SMILES: ~1-3 kB
+
+
+def _check_memory(n: int) -> None:
+    """Refuse a request whose samples cannot be held in this machine's memory, before any work."""
+    try:
+        total = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (ValueError, OSError, AttributeError):  # pragma: no cover - not POSIX
+        return
+    need = n * _BYTES_PER_SAMPLE
+    if need > 0.5 * total:
+        raise ValueError(f"-n {n} would hold ~{need / 2**30:.0f} GiB of samples in memory (this machine has "
+                         f"{total / 2**30:.0f} GiB); sample in parts (-n N with a different --seed each)")
 
 
 class _FiniteCheck:
@@ -145,34 +175,45 @@ def sample_graphs(bundle: ModelBundle, n: int, *, sampler: str | None = None,
                    steps=steps or sc.steps, snr=sc.snr if snr is None else snr,
                    scale_eps=sc.scale_eps if scale_eps is None else scale_eps, n_correct=sc.n_correct, eps=sc.eps)
     device = torch.device(device)
+    _check_memory(n)
     generator = torch.Generator(device=device).manual_seed(int(seed))
     bundle.model.to(device).eval()
-    all_flags = draw_node_flags(counts, n, cfg.data.max_node_num, generator)
+    max_nodes = cfg.data.max_node_num
+    sizes = draw_node_sizes(counts, n, max_nodes, generator)  # n integers: the masks are built per batch
     # several batches: group graphs of similar size so that each batch's padding crop saves the most work;
     # the samples are exchangeable, so the order is restored afterwards without changing the distribution
-    order = torch.argsort(all_flags.sum(-1), stable=True) if n > batch_size else torch.arange(n)
+    order = torch.argsort(sizes, stable=True) if n > batch_size else torch.arange(n)
+    atom_types = cfg.atom_types
+    items: list[Any] = [None] * n
     xs, adjs, nfe = [], [], 0
     for start in range(0, n, batch_size):
+        idx = order[start:start + batch_size]
         with torch.inference_mode(), flush_denormal_mode(device.type == "cpu"):
-            state, used = _sample_batch(bundle, all_flags[order[start:start + batch_size]], generator=generator,
+            state, used = _sample_batch(bundle, flags_of(sizes[idx], max_nodes), generator=generator,
                                         progress=progress, **options)
-        xs.append(state["x"].cpu())
-        adjs.append(state["adj"].cpu())
+        x, adj = state["x"].cpu(), state["adj"].cpu()
+        decoded = _decode(x, adj, atom_types)  # per batch: only the decoded items outlive the batch
+        for k, i in enumerate(idx.tolist()):
+            items[i] = decoded[k]
+        if return_tensors:
+            xs.append(x)
+            adjs.append(adj)
         nfe += used
+    if not return_tensors:
+        return SampleOutput(items, nfe, None, None, None, atom_types is not None)
     inverse = torch.argsort(order).cpu()
-    x, adj = torch.cat(xs)[inverse], torch.cat(adjs)[inverse]
-    atom_types = cfg.atom_types
+    return SampleOutput(items, nfe, torch.cat(xs)[inverse], torch.cat(adjs)[inverse],
+                        flags_of(sizes, max_nodes).cpu(), atom_types is not None)
+
+
+def _decode(x: Tensor, adj: Tensor, atom_types) -> list[Any]:
     if atom_types is not None:
         from graphgen.representation import decode_molecules
 
-        items: list[Any] = decode_molecules(x, adj, atom_types)
-    else:
-        from graphgen.representation import adjacency_to_graphs
+        return decode_molecules(x, adj, atom_types)
+    from graphgen.representation import adjacency_to_graphs
 
-        items = adjacency_to_graphs(adj, threshold=0.5)
-    keep = return_tensors
-    return SampleOutput(items, nfe, x if keep else None, adj if keep else None,
-                        all_flags.cpu() if keep else None, atom_types is not None)
+    return adjacency_to_graphs(adj, threshold=0.5)
 
 
 # ---------------------------------------------------------------------------------------------- files

@@ -131,6 +131,11 @@ def test_node_flags_follow_the_histogram():
     assert (flags[:, :-1] >= flags[:, 1:]).all()  # prefix masks
     with pytest.raises(ValueError, match="histogram"):
         draw_node_flags(torch.zeros(5), 3, 4, g)
+    # empty graphs (entry 0) are never drawn: they would be empty SMILES; a histogram of only those is refused
+    sizes = draw_node_flags(torch.tensor([5.0, 0, 1]), 200, 2, g).sum(1)
+    assert (sizes == 2).all()
+    with pytest.raises(ValueError, match="at least one node"):
+        draw_node_flags(torch.tensor([3.0, 0, 0]), 3, 2, g)
 
 
 class _NaNNet(torch.nn.Module):
