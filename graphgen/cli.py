@@ -171,6 +171,20 @@ def add_sample_parser(subparsers: argparse._SubParsersAction) -> argparse.Argume
     return parser
 
 
+def dataset_name(text: str) -> str:
+    """argparse type: a benchmark dataset's name in any case ('qm9', 'zinc250k', 'Community-Small'), returned as
+    spelled in the benchmark; an unknown name lists the known ones."""
+    from graphgen.data import GRAPH_DATASETS
+    from graphgen.diffusion import MOLECULE_DATASETS
+
+    known = [*GRAPH_DATASETS, *MOLECULE_DATASETS]
+    folded = {name.lower().replace("-", "_"): name for name in known}
+    name = folded.get(text.strip().lower().replace("-", "_"))
+    if name is None:
+        raise argparse.ArgumentTypeError(f"unknown dataset {text!r}; choose from {', '.join(known)}")
+    return name
+
+
 def _evaluate(args: argparse.Namespace) -> int:
     from graphgen.diffusion import MOLECULE_DATASETS, DataConfig
     from graphgen.sample import read_samples
@@ -299,7 +313,8 @@ def _dft_metrics(smiles: list[str], args: argparse.Namespace) -> dict:
 def add_evaluate_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
     parser = subparsers.add_parser("evaluate", help="GDSS metrics of a sample file against a dataset's test split")
     parser.add_argument("samples", help="sample file written by 'graphgen sample'")
-    parser.add_argument("--dataset", required=True, help="community_small, ego_small, grid, ENZYMES, QM9, ZINC250k")
+    parser.add_argument("--dataset", required=True, type=dataset_name,
+                        help="community_small, ego_small, grid, ENZYMES, QM9, ZINC250k (any case)")
     parser.add_argument("--out", default=None, help="also write the metrics as JSON")
     parser.add_argument("--no-fcd", action="store_true", help="molecules: skip FCD")
     parser.add_argument("--dft", choices=("xtb", "b3lyp"), default=None,

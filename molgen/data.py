@@ -388,7 +388,14 @@ class QM9Dataset:
         path = Path(path)
         if not path.is_file():
             raise FileNotFoundError(f"prepared QM9 file not found: {path} (run molgen.data.prepare_qm9 first)")
-        self._data = torch.load(path, weights_only=False)
+        from shared.safe_load import safe_torch_load
+
+        self._data = safe_torch_load(path, "prepared QM9 file")
+        if not isinstance(self._data, dict) or "splits" not in self._data or "smiles" not in self._data:
+            held = self._data.get("format", "a dict of other things") if isinstance(self._data, dict) else \
+                type(self._data).__name__
+            raise ValueError(f"{path} is not a prepared QM9 file (it holds {held}); pass the file "
+                             f"molgen.data.prepare_qm9 writes (qm9_v*_all.pt)")
         if self._data.get("version") != PREPARE_VERSION:
             raise ValueError(f"{path} was prepared by version {self._data.get('version')}, need {PREPARE_VERSION}")
         if split is None:
