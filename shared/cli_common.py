@@ -384,6 +384,8 @@ def os_error_line(exc: OSError) -> str:
     """One line naming the path(s) and the system's reason, with what to do for the common cases."""
     reason = exc.strerror or _one_line(exc)
     paths = [str(p) for p in (exc.filename, exc.filename2) if p]
+    if exc.errno in (errno.EEXIST, errno.ENOTDIR) and paths and Path(paths[0]).is_file():
+        reason = "a file is in the way where a folder is needed"  # mkdir's "File exists" says it backwards
     line = f"{' -> '.join(paths)}: {reason}" if paths else _one_line(exc)
     hint = _OS_HINTS.get(exc.errno)
     if hint and paths and Path(paths[0]).expanduser().resolve().is_relative_to(Path.home() / ".cache"):
