@@ -41,7 +41,10 @@ RECIPES = {
     "beta21_distort": {"time_distribution": "beta", "time_beta": (2.0, 1.0), "distortion_prob": 0.3,
                        "distortion_std": 0.3},
     "beta31": {"time_distribution": "beta", "time_beta": (3.0, 1.0)},
+    "beta21_bf16": {"time_distribution": "beta", "time_beta": (2.0, 1.0)},
 }
+# recipes that change how the network runs, not what it learns
+TRAINER = {"beta21_bf16": {"amp": True}}
 
 
 def recipe_config(name: str, steps: int, data: str, lr: float, warmup: int, amp: bool = False,
@@ -54,7 +57,7 @@ def recipe_config(name: str, steps: int, data: str, lr: float, warmup: int, amp:
     config.init_from = str(ROOT / "molgen" / "pretrained" / "generator.pt")
     config.flow = replace(config.flow, **RECIPES[name])
     config.trainer = replace(config.trainer, max_steps=steps, lr=lr, warmup_steps=warmup, checkpoint_every=100,
-                             progress=False, amp=amp, compile=compile_)
+                             progress=False, amp=amp, compile=compile_, **TRAINER.get(name, {}))
     return config
 
 

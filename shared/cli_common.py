@@ -351,6 +351,8 @@ def run_cli(parser: argparse.ArgumentParser, argv: Sequence[str] | None = None) 
         # a command that names its output in ``set_defaults(output_lock=<option>)`` holds that output exclusively
         lock = getattr(args, "output_lock", None)
         target = getattr(args, lock, None) if lock else None
+        if os.environ.get("RANK", "0") != "0":  # torchrun: rank 0 holds the run's output for all its ranks
+            target = None
         guard = exclusive_output(target, f"{parser.prog} {args.command}") if target else contextlib.nullcontext()
         with thread_limit(getattr(args, "threads", None)), guard:
             code = handler(args)

@@ -274,8 +274,8 @@ CASES = {
     "crysgen-relax-mixed": Case("crysgen", ["relax", "{in}", "--calculator", "emt", "--steps", "3", "--out",
                                             "{dir}/relaxed"], {"cifs": None, **_cif_dir("plain.cif")}, 2,
                                 ["plain.cif", "not a CIF"]),
-    "crysgen-relax-mixed-skipped": Case("crysgen", ["relax", "{in}", "--calculator", "emt", "--steps", "3",
-                                                    "--limit", "1", "--skip-unreadable", "--out", "{dir}/relaxed"],
+    "crysgen-relax-mixed-skipped": Case("crysgen", ["relax", "{in}", "--calculator", "emt", "--steps", "200",
+                                                    "--skip-unreadable", "--out", "{dir}/relaxed"],
                                         {"cifs": None, **_cif_dir("plain.cif", "unknown.cif")}, 0,
                                         ["skipped 2 unreadable", "plain.cif", "unknown.cif"]),
     # ---- crysgen training data and configs

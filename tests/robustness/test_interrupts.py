@@ -444,4 +444,4 @@ def test_crysgen_relax_interrupted_resumes(tmp_path, sig):
            "--cache-dir", "cache", "--threads", "1", "--fmax", "0.001", "--steps", "100"]
     (tmp_path / "relaxed").mkdir()
     _interrupt_hook_then_resume(cmd, tmp_path, ["relaxed/energies.json"], sig, "crysgen", 6,
-                                "relaxed {total}/{total} crystals")
+                                "relaxed with emt: {total}/{total} ok")
