@@ -127,7 +127,8 @@ def sample_matrices(denoiser: CrystalDenoiser, n: int, shape: tuple[int, int], c
                     ClassifierFreeGuidance(denoiser, guidance_scale, NULL_COND, cond=part)
             checked = _nan_checked(fn)
             latents = torch.randn((count, *shape), generator=generator, device=device)
-            out = edm_sampler(checked, latents, num_steps=steps or config.steps, sigma_min=config.sigma_min,
+            num_steps = config.steps if steps is None else steps
+            out = edm_sampler(checked, latents, num_steps=num_steps, sigma_min=config.sigma_min,
                               sigma_max=config.sigma_max, rho=config.rho, S_churn=config.S_churn, S_min=config.S_min,
                               S_max=float("inf") if config.S_max is None else config.S_max, S_noise=config.S_noise,
                               generator=generator)

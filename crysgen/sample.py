@@ -59,6 +59,8 @@ def sample_crystals(checkpoint: str | os.PathLike | CrystalModel | None = None, 
     ``symmetrize``: tolerance in A for symmetrising the decoded crystals (None, the default: no symmetrisation).
     ``churn``: EDM's stochastic ``S_churn`` (0: deterministic Heun; None: the model's configured value).
     """
+    if steps is not None and steps < 1:
+        raise ValueError(f"steps must be >= 1 (None: the model's), got {steps}")
     if churn is not None and not (math.isfinite(churn) and churn >= 0):
         raise ValueError(f"churn must be a finite number >= 0, got {churn}")
     if symmetrize is not None and symmetrize <= 0:
@@ -83,7 +85,8 @@ def sample_crystals(checkpoint: str | os.PathLike | CrystalModel | None = None, 
         unsymmetrized = structures
         structures, done = symmetrize_structures(structures, symmetrize)
     seconds = time.perf_counter() - start
-    settings = {"checkpoint": str(model.path), "n": n, "steps": steps or model.config.diffusion.steps,
+    used_steps = model.config.diffusion.steps if steps is None else steps
+    settings = {"checkpoint": str(model.path), "n": n, "steps": used_steps,
                 "guidance": guidance or {}, "guidance_scale": guidance_scale if guidance else None, "seed": seed,
                 "batch_size": batch_size, "device": str(device), "nfe": out.nfe, "seconds": seconds,
                 "symmetrize": symmetrize, "S_churn": diffusion.S_churn, "training_data": training_data(model)}

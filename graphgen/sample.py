@@ -159,8 +159,8 @@ def sample_graphs(bundle: ModelBundle, n: int, *, sampler: str | None = None,
     Unset options follow ``bundle.config.sampler`` (the GDSS settings of the model). ``node_counts`` overrides
     the bundle's node-count histogram (needed for imported GDSS models without one). Same seed, same output.
     """
-    if n < 1 or batch_size < 1:
-        raise ValueError(f"n and batch_size must be >= 1, got n={n}, batch_size={batch_size}")
+    if n < 1 or batch_size < 1 or (steps is not None and steps < 1):
+        raise ValueError(f"n, batch_size and steps must be >= 1, got n={n}, batch_size={batch_size}, steps={steps}")
     cfg, sc = bundle.config, bundle.config.sampler
     counts = node_counts if node_counts is not None else bundle.node_counts
     if counts is None:
@@ -172,7 +172,7 @@ def sample_graphs(bundle: ModelBundle, n: int, *, sampler: str | None = None,
     predictor = predictor or (sc.predictor if sc.predictor != "s4" else "reverse_diffusion")
     corrector = corrector or sc.corrector
     options = dict(sampler=sampler, predictor=predictor, corrector=None if corrector == "none" else corrector,
-                   steps=steps or sc.steps, snr=sc.snr if snr is None else snr,
+                   steps=sc.steps if steps is None else steps, snr=sc.snr if snr is None else snr,
                    scale_eps=sc.scale_eps if scale_eps is None else scale_eps, n_correct=sc.n_correct, eps=sc.eps)
     device = torch.device(device)
     _check_memory(n)
