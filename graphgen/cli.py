@@ -176,9 +176,10 @@ def dataset_name(text: str) -> str:
     """argparse type: a benchmark dataset's name in any case ('qm9', 'zinc250k', 'Community-Small'), returned as
     spelled in the benchmark; an unknown name lists the known ones."""
     from graphgen.data import GRAPH_DATASETS
+    from graphgen.datasets import SYNTHETIC
     from graphgen.diffusion import MOLECULE_DATASETS
 
-    known = [*GRAPH_DATASETS, *MOLECULE_DATASETS]
+    known = [*GRAPH_DATASETS, *MOLECULE_DATASETS, *SYNTHETIC]
     folded = {name.lower().replace("-", "_"): name for name in known}
     name = folded.get(text.strip().lower().replace("-", "_"))
     if name is None:

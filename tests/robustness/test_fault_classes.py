@@ -404,6 +404,6 @@ def test_messages_name_the_right_thing(tmp_path, capsys):
     assert dataset_name("qm9") == "QM9" and dataset_name("Community-Small") == "community_small"
     (tmp_path / "x.smi").write_text("CCO\n")
     assert main("graphgen", ["evaluate", str(tmp_path / "x.smi"), "--dataset", "qm10"]) == 2
-    assert "choose from community_small, ego_small, grid, ENZYMES, QM9, ZINC250k" in one_line_error(capsys)
+    assert "choose from community_small, ego_small, grid, ENZYMES, QM9, ZINC250k, synthetic" in one_line_error(capsys)
     with pytest.raises(ValueError, match="is not a prepared QM9 file .*molgen-regressor"):
         QM9Dataset(pretrained_path("gap"))
