@@ -57,7 +57,7 @@ def recipe_config(name: str, steps: int, data: str, lr: float, warmup: int, amp:
     config.init_from = str(ROOT / "molgen" / "pretrained" / "generator.pt")
     config.flow = replace(config.flow, **RECIPES[name])
     config.trainer = replace(config.trainer, max_steps=steps, lr=lr, warmup_steps=warmup, checkpoint_every=100,
-                             progress=False, amp=amp, compile=compile_, **TRAINER.get(name, {}))
+                             progress=False, **{"amp": amp, "compile": compile_, **TRAINER.get(name, {})})
     return config
 
 
