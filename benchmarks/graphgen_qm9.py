@@ -24,20 +24,6 @@ from benchmarks.harness import write_results
 from shared.io import atomic_torch_save
 
 
-def _labelled_graphs(mols):
-    import networkx as nx
-
-    graphs = []
-    for mol in mols:
-        g = nx.Graph()
-        for atom in mol.GetAtoms():
-            g.add_node(atom.GetIdx(), label=atom.GetSymbol())
-        for bond in mol.GetBonds():
-            g.add_edge(bond.GetBeginAtomIdx(), bond.GetEndAtomIdx(), label=int(bond.GetBondTypeAsDouble()))
-        graphs.append(g)
-    return graphs
-
-
 def load_bundle(checkpoint: str, data_dir: str | None, work: Path):
     """A graphgen model; a published GDSS ``.pth`` goes through ``graphgen import-gdss``'s code path first."""
     from graphgen.checkpoint import import_gdss, load_model, save_model
@@ -84,7 +70,7 @@ def evaluate(x, adj, atom_types, data_dir: str | None, cache_dir: Path) -> dict:
     from rdkit import Chem
 
     from graphgen.data import load_qm9
-    from graphgen.metrics import evaluate_molecules, fcd_score, nspdk_mmd
+    from graphgen.metrics import evaluate_molecules, fcd_score, molecule_graphs, nspdk_mmd
 
     train, test = load_qm9(data_dir)
     metrics = evaluate_molecules(x, adj, atom_types, train_smiles=train.smiles)
@@ -93,7 +79,7 @@ def evaluate(x, adj, atom_types, data_dir: str | None, cache_dir: Path) -> dict:
     test_mols = [m for m in (Chem.MolFromSmiles(s) for s in test.smiles) if m is not None]
     for mol in gen_mols + test_mols:
         Chem.Kekulize(mol, clearAromaticFlags=True)  # GDSS compares kekulized graphs
-    metrics["nspdk_mmd"] = nspdk_mmd(_labelled_graphs(test_mols), _labelled_graphs(gen_mols))
+    metrics["nspdk_mmd"] = nspdk_mmd(molecule_graphs(test_mols), molecule_graphs(gen_mols))
     metrics["fcd"] = fcd_score(smiles, test.smiles, cache_dir=cache_dir)
     metrics["num_test"] = len(test.smiles)
     return metrics

@@ -6,6 +6,7 @@ from graphgen.metrics.molecules import (  # noqa: F401
     evaluate_molecules,
     is_valence_valid,
     largest_fragment,
+    molecule_graphs,
     molecule_statistics,
     novelty,
     uniqueness,

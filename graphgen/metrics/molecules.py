@@ -31,6 +31,7 @@ from rdkit.rdBase import BlockLogs
 from graphgen.representation import BOND_TYPES, decode_molecules, valence_problem
 
 __all__ = [
+    "molecule_graphs",
     "canonical_smiles",
     "is_valence_valid",
     "correct_mol",
@@ -205,3 +206,19 @@ def evaluate_molecules(
     if train_smiles is not None:
         result["novelty"] = novelty(smiles, train_smiles, canonicalize_train) if smiles else 0.0
     return result
+
+
+def molecule_graphs(mols: Iterable[Chem.Mol]) -> list:
+    """networkx graphs of molecules as NSPDK compares them (GDSS): nodes labelled by element symbol, edges by bond
+    order (1, 2, 3; kekulize aromatic molecules first, as GDSS does)."""
+    import networkx as nx
+
+    graphs = []
+    for mol in mols:
+        graph = nx.Graph()
+        for atom in mol.GetAtoms():
+            graph.add_node(atom.GetIdx(), label=atom.GetSymbol())
+        for bond in mol.GetBonds():
+            graph.add_edge(bond.GetBeginAtomIdx(), bond.GetEndAtomIdx(), label=int(bond.GetBondTypeAsDouble()))
+        graphs.append(graph)
+    return graphs

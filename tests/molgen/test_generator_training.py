@@ -200,7 +200,7 @@ def test_cli_sample_writes_sdf_and_summary(tiny_model, tmp_path, capsys):
     (["--condition", "gap=high"], "is not a number"),
     (["--condition", "alpha=70"], "not conditioned on 'alpha'"),
     (["--condition", "gap=1e5"], "outside the training range"),
-    (["-n", "0"], "must be positive"),
+    (["-n", "0"], "expected a whole number >= 1, got '0'"),
 ])
 def test_cli_sample_bad_input_is_one_line_and_writes_nothing(tiny_model, tmp_path, capsys, argv, message):
     out = tmp_path / "mols.sdf"

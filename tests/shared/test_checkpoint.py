@@ -38,7 +38,7 @@ def test_seed_everything_and_make_generator():
     assert a[:3] == b[:3] and torch.equal(a[3], b[3])
     g1, g2 = make_generator(7), make_generator(7)
     assert torch.equal(torch.randn(4, generator=g1), torch.randn(4, generator=g2))
-    with pytest.raises(ValueError, match="non-negative int"):
+    with pytest.raises(ValueError, match=r"seed must be a whole number in \[0, 2\*\*63\)"):
         seed_everything(-1)
 
 
