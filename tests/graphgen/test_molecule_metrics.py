@@ -112,3 +112,16 @@ def test_evaluate_molecules_end_to_end():
     assert result["smiles"] == ["CCO", "CCO", "C1CC1", "CC(C)(C)C"]
     assert result["uniqueness"] == pytest.approx(3 / 4)
     assert result["novelty"] == pytest.approx(2 / 3)
+
+
+def test_molecule_graphs_label_atoms_and_kekule_bond_orders():
+    from graphgen.metrics import molecule_graphs, nspdk_mmd
+
+    benzene, acetonitrile = Chem.MolFromSmiles("c1ccccc1"), Chem.MolFromSmiles("CC#N")
+    Chem.Kekulize(benzene, clearAromaticFlags=True)
+    ring, nitrile = molecule_graphs([benzene, acetonitrile])
+    assert sorted(d["label"] for _, _, d in ring.edges(data=True)) == [1, 1, 1, 2, 2, 2]
+    assert [ring.nodes[i]["label"] for i in ring] == ["C"] * 6
+    assert {d["label"] for _, _, d in nitrile.edges(data=True)} == {1, 3}
+    assert [nitrile.nodes[i]["label"] for i in nitrile] == ["C", "C", "N"]
+    assert nspdk_mmd([ring], [ring]) < 1e-12 < nspdk_mmd([ring], [nitrile])
