@@ -155,6 +155,8 @@ def main(argv=None) -> int:
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--name", default="molgen_recipes")
     parser.add_argument("--rows-only", action="store_true", help="print rows as JSON lines, write no results file")
+    parser.add_argument("--models", nargs="*", default=[], metavar="NAME=PATH",
+                        help="also judge these trained generator files (e.g. a longer run of a recipe)")
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
     rows = []
@@ -179,6 +181,14 @@ def main(argv=None) -> int:
                                                                  cache=cache.with_name(f"judge_n{args.n}_grid2.json"))}
             rows.append(grid_row)
             print(json.dumps(grid_row), flush=True)
+    for item in args.models:
+        name, _, path = item.partition("=")
+        if not path or not Path(path).is_file():
+            parser.error(f"--models expects NAME=PATH to a generator file, got {item!r}")
+        cache = Path(args.run_root) / name / f"judge_n{args.n}.json"
+        row = {"recipe": name, "model": path, **judge(Path(path), args.n, args.data, cache=cache)}
+        rows.append(row)
+        print(json.dumps(row), flush=True)
     if not args.rows_only:
         protocol = {"doc": __doc__.split("\n\n")[1], "steps": args.steps, "lr": args.lr, "warmup": args.warmup,
                     "n": args.n, "threads": args.threads, "sample_seed": 11}
