@@ -125,7 +125,7 @@ def _sample(args: argparse.Namespace) -> int:
     sampler = args.sampler or preset.get("sampler")
     steps = args.steps if args.steps is not None else preset.get("steps")
     try:
-        out = sample_graphs(bundle, args.num, sampler=sampler, steps=steps, snr=args.snr,
+        out = sample_graphs(bundle, args.num, sampler=sampler, steps=steps, snr=args.snr, snr_x=args.snr_x,
                             scale_eps=args.scale_eps, batch_size=args.batch_size, seed=args.seed, device=device,
                             progress=not args.no_progress, node_counts=counts)
     except FloatingPointError as err:
@@ -157,7 +157,10 @@ def add_sample_parser(subparsers: argparse._SubParsersAction) -> argparse.Argume
                         help="gdss: the model's own sampler (GDSS's settings, default); fast: S4 at 200 steps, "
                              "~10x fewer network calls at QM9-measured equal quality (benchmarks/GRAPHGEN.md)")
     parser.add_argument("--steps", type=positive_int, default=None, help="diffusion steps (default: the model's, 1000)")
-    parser.add_argument("--snr", type=positive_float, default=None, help="Langevin signal-to-noise ratio")
+    parser.add_argument("--snr", type=positive_float, default=None,
+                        help="Langevin signal-to-noise ratio (alone: of both node features and adjacency, as GDSS)")
+    parser.add_argument("--snr-x", type=nonnegative_float, default=None,
+                        help="the node features' own Langevin snr (default: the model's; 0 = no correction of them)")
     parser.add_argument("--scale-eps", type=nonnegative_float, default=None, help="Langevin noise scale")
     parser.add_argument("--batch-size", type=positive_int, default=1000, help="samples per batch (default 1000)")
     parser.add_argument("--node-counts", default=None,

@@ -124,6 +124,9 @@ class SamplerConfig:
     predictor: Literal["reverse_diffusion", "euler_maruyama", "s4"] = "reverse_diffusion"
     corrector: Literal["langevin", "none"] = "langevin"
     snr: float = 0.2
+    # the node-feature corrector's own snr (None: ``snr``); an under-trained node-feature score collapses onto the
+    # majority atom type under GDSS's 0.2 (benchmarks/GRAPHGEN.md), while the adjacency keeps needing it
+    snr_x: float | None = None
     scale_eps: float = 0.7
     n_correct: int = 1
     steps: int = 1000

@@ -107,7 +107,7 @@ class _FiniteCheck:
 
 
 def _sample_batch(bundle: ModelBundle, flags: Tensor, *, sampler: str, predictor: str, corrector: str | None,
-                  steps: int, snr: float, scale_eps: float, n_correct: int, eps: float,
+                  steps: int, snr: float | dict[str, float], scale_eps: float, n_correct: int, eps: float,
                   generator: torch.Generator, progress: bool) -> tuple[dict[str, Tensor], int]:
     cfg = bundle.config
     system = build_system(cfg)
@@ -149,14 +149,17 @@ PRESETS: dict[str, dict[str, Any]] = {"gdss": {}, "fast": {"sampler": "s4", "ste
 
 
 def sample_graphs(bundle: ModelBundle, n: int, *, sampler: str | None = None,
-                  steps: int | None = None, snr: float | None = None, scale_eps: float | None = None,
+                  steps: int | None = None, snr: float | None = None, snr_x: float | None = None,
+                  scale_eps: float | None = None,
                   predictor: Literal["reverse_diffusion", "euler_maruyama"] | None = None,
                   corrector: Literal["langevin", "none"] | None = None, batch_size: int = 1000, seed: int = 0,
                   device: str | torch.device = "cpu", progress: bool = False, return_tensors: bool = False,
                   node_counts: Tensor | None = None) -> SampleOutput:
     """Draw ``n`` graphs (molecules for QM9/ZINC250k) in batches of at most ``batch_size``.
 
-    Unset options follow ``bundle.config.sampler`` (the GDSS settings of the model). ``node_counts`` overrides
+    Unset options follow ``bundle.config.sampler`` (the GDSS settings of the model). ``snr_x`` gives the
+    node-feature corrector its own signal-to-noise ratio (``snr`` then applies to the adjacency); an explicit
+    ``snr`` without ``snr_x`` applies to both, as in GDSS. ``node_counts`` overrides
     the bundle's node-count histogram (needed for imported GDSS models without one). Same seed, same output.
     """
     if n < 1 or batch_size < 1 or (steps is not None and steps < 1):
@@ -171,8 +174,13 @@ def sample_graphs(bundle: ModelBundle, n: int, *, sampler: str | None = None,
         raise ValueError(f"sampler must be one of {', '.join(SAMPLERS)}, got {sampler!r}")
     predictor = predictor or (sc.predictor if sc.predictor != "s4" else "reverse_diffusion")
     corrector = corrector or sc.corrector
+    if snr_x is None and snr is None:  # the model's own settings; an explicit snr alone means both, as in GDSS
+        snr_x = sc.snr_x
+    snr = sc.snr if snr is None else snr
+    if snr_x is not None:
+        snr = {"x": snr_x, "adj": snr}
     options = dict(sampler=sampler, predictor=predictor, corrector=None if corrector == "none" else corrector,
-                   steps=sc.steps if steps is None else steps, snr=sc.snr if snr is None else snr,
+                   steps=sc.steps if steps is None else steps, snr=snr,
                    scale_eps=sc.scale_eps if scale_eps is None else scale_eps, n_correct=sc.n_correct, eps=sc.eps)
     device = torch.device(device)
     _check_memory(n)

@@ -170,11 +170,23 @@ def _langevin(
     return x_mean + expand_like(torch.sqrt(2.0 * step), x) * noise * scale_eps, x_mean
 
 
-def _check_langevin(snr: float, scale_eps: float, norm: str) -> None:
-    if snr < 0 or scale_eps < 0:
-        raise ValueError(f"snr and scale_eps must be >= 0, got {snr}, {scale_eps}")
+def _check_langevin(snr: float | Mapping[str, float], scale_eps: float, norm: str) -> None:
+    values = list(snr.values()) if isinstance(snr, Mapping) else [snr]
+    if not all(math.isfinite(v) and v >= 0 for v in values) or not (math.isfinite(scale_eps) and scale_eps >= 0):
+        raise ValueError(f"snr and scale_eps must be finite and >= 0, got {snr}, {scale_eps}")
     if norm not in ("batch", "sample"):
         raise ValueError(f"langevin_norm must be 'batch' or 'sample', got {norm!r}")
+
+
+def _per_component(snr: float | Mapping[str, float], keys) -> dict[str, float]:
+    """One Langevin snr per component: a float for all, or a mapping naming every component (a system of SDEs
+    whose parts learn at different rates may need different corrector strengths, e.g. GDSS's node features)."""
+    keys = list(keys)
+    if not isinstance(snr, Mapping):
+        return {k: float(snr) for k in keys}
+    if set(snr) != set(keys):
+        raise ValueError(f"snr per component must name exactly the components {keys}, got {sorted(snr)}")
+    return {k: float(snr[k]) for k in keys}
 
 
 def pc_sample(
@@ -185,7 +197,7 @@ def pc_sample(
     *,
     predictor: Literal["reverse_diffusion", "euler_maruyama"] = "reverse_diffusion",
     corrector: Literal["langevin"] | None = "langevin",
-    snr: float = 0.16,
+    snr: float | Mapping[str, float] = 0.16,
     scale_eps: float = 1.0,
     n_correct: int = 1,
     langevin_norm: Literal["batch", "sample"] = "batch",
@@ -217,6 +229,7 @@ def pc_sample(
     _check_langevin(snr, scale_eps, langevin_norm)
     su = _setup(score_fn, system, shapes, mask, generator, device, dtype, eps)
     sys_, score, m = su.system, su.score, su.score.mask
+    snrs = _per_component(snr, sys_.keys())
     dt = sys_.T / steps
 
     with torch.no_grad():
@@ -229,7 +242,7 @@ def pc_sample(
             for _ in range(n_correct):
                 s, z = score(state, t), sys_.noise_like(state, m, generator)
                 state = {
-                    k: _langevin(c, state[k], s[k], t, z[k], snr, scale_eps, steps, langevin_norm)[0]
+                    k: _langevin(c, state[k], s[k], t, z[k], snrs[k], scale_eps, steps, langevin_norm)[0]
                     for k, c in sys_.items()
                 }
             s, z = score(state, t), sys_.noise_like(state, m, generator)
@@ -260,7 +273,7 @@ def s4_sample(
     shapes: Mapping[str, Sequence[int]] | Sequence[int],
     steps: int,
     *,
-    snr: float = 0.1,
+    snr: float | Mapping[str, float] = 0.1,
     scale_eps: float = 1.0,
     langevin_norm: Literal["batch", "sample"] = "batch",
     mask: Tensor | None = None,
@@ -292,6 +305,7 @@ def s4_sample(
     _check_langevin(snr, scale_eps, langevin_norm)
     su = _setup(score_fn, system, shapes, mask, generator, device, dtype, eps)
     sys_, score, m = su.system, su.score, su.score.mask
+    snrs = _per_component(snr, sys_.keys())
 
     with torch.no_grad():
         state = sys_.prior_sample(su.shapes, m, generator, su.device, su.dtype)
@@ -309,7 +323,7 @@ def s4_sample(
             for k, c in sys_.items():
                 x = state[k]
                 score_drift = -expand_like(c.sde.diffusion(t) ** 2, x) * s[k]
-                x, _ = _langevin(c, x, s[k], t, z_corr[k], snr, scale_eps, steps, langevin_norm)
+                x, _ = _langevin(c, x, s[k], t, z_corr[k], snrs[k], scale_eps, steps, langevin_norm)
                 mu, std = c.sde.transition(x, t, 0.5 * dt)
                 x = mu + expand_like(std, x) * z_1[k] + score_drift * dt
                 mean[k], std = c.sde.transition(x, t_half, 0.5 * dt)

@@ -65,6 +65,27 @@ def test_sampling_respects_masks_and_is_deterministic(trained):
     assert not torch.equal(other.adj, adj)
 
 
+def test_node_features_get_their_own_snr(trained):
+    """sampler.snr_x gives the node-feature corrector its own strength; an explicit snr alone means both (GDSS)."""
+    import dataclasses
+
+    bundle = load_model(trained[1])
+
+    def run(b, **kw):
+        return sample_graphs(b, 4, seed=5, return_tensors=True, **kw)
+
+    gdss = run(bundle)
+    assert bundle.config.sampler.snr_x is None
+    same = run(bundle, snr_x=bundle.config.sampler.snr)  # x's own value equal to snr: bit for bit GDSS
+    assert torch.equal(same.x, gdss.x) and torch.equal(same.adj, gdss.adj)
+    own = dataclasses.replace(bundle, config=dataclasses.replace(
+        bundle.config, sampler=dataclasses.replace(bundle.config.sampler, snr_x=0.0)))
+    quiet = run(own)  # the model's own snr_x is used by default...
+    assert torch.equal(quiet.x, run(bundle, snr_x=0.0).x) and not torch.equal(quiet.x, gdss.x)
+    explicit = run(own, snr=bundle.config.sampler.snr)  # ...and an explicit snr alone overrides it for both
+    assert torch.equal(explicit.x, gdss.x) and torch.equal(explicit.adj, gdss.adj)
+
+
 def test_batches_are_cropped_to_their_largest_graph_and_order_is_kept(trained):
     """Each batch runs on as many nodes as its largest graph (seen through the score network's input shapes);
     outputs come back padded to max_node_num, aligned with the drawn node counts."""
