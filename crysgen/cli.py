@@ -108,9 +108,11 @@ def add_sample_parser(subparsers: argparse._SubParsersAction) -> argparse.Argume
     parser.add_argument("-n", "--num", type=positive_int, default=100, help="number of crystals (default 100)")
     parser.add_argument("--out", required=True, help="output directory")
     parser.add_argument("--steps", type=positive_int, default=None, help="sampler steps (default: the model's, 100)")
-    parser.add_argument("--guidance", action="append", default=[], metavar="PROP=VALUE",
+    # the same words as molgen (--condition, --guidance-scale); the older --guidance / --scale still work
+    parser.add_argument("--condition", "--guidance", dest="guidance", action="append", default=[],
+                        metavar="PROP=VALUE",
                         help="condition on a property value (raw units); repeat for several properties")
-    parser.add_argument("--scale", type=nonnegative_float, default=1.0,
+    parser.add_argument("--guidance-scale", "--scale", dest="scale", type=nonnegative_float, default=1.0,
                         help="classifier-free guidance scale (default 1)")
     parser.add_argument("--batch-size", type=positive_int, default=256)
     parser.add_argument("--symmetrize", type=_tolerance, default=None, metavar="TOL",
@@ -405,7 +407,8 @@ def add_relax_parser(subparsers: argparse._SubParsersAction) -> argparse.Argumen
     parser.add_argument("--steps", type=positive_int, default=500, help="max optimiser steps (default 500)")
     parser.add_argument("--limit", type=positive_int, default=None, help="relax only the first N crystals")
     parser.add_argument("--out", default=None, help="output directory (default SOURCE/relaxed)")
-    parser.add_argument("--cache-dir", default=None, help="hook result cache (default: the output directory)")
+    parser.add_argument("--cache", "--cache-dir", dest="cache_dir", default=None,
+                        help="hook result cache (default: OUT/cache); the same word as molgen/graphgen dft")
     add_common_options(parser, device=False, seed=False, data_dir=False)
     add_strict_option(parser)
     parser.set_defaults(handler=_relax, output_lock="out")

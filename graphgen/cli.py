@@ -148,7 +148,7 @@ def add_sample_parser(subparsers: argparse._SubParsersAction) -> argparse.Argume
     parser = subparsers.add_parser("sample", help="sample graphs/molecules from a model file or run directory")
     parser.add_argument("checkpoint", nargs="?", default=None,
                         help="model file (.pt) or run directory (default: the embedded QM9 model)")
-    parser.add_argument("-n", "--num", type=positive_int, required=True, help="number of samples")
+    parser.add_argument("-n", "--num", type=positive_int, default=100, help="number of samples (default 100)")
     parser.add_argument("--out", required=True, help="output file: .smi/.txt/.sdf (molecules), .json/.graphml")
     parser.add_argument("--sampler", choices=("pc", "s4", "ode-euler", "ode-heun", "ode-adaptive"), default=None,
                         help="pc (predictor-corrector), s4 (GDSS's S4 solver) or the probability-flow ODE "
