@@ -38,7 +38,8 @@ def load_bundle(checkpoint: str, data_dir: str | None, work: Path):
 
 
 def sample_batches(bundle, n: int, batch: int, seed: int, work: Path, threads: int, steps: int | None,
-                   existing_only: bool = False, sampler: str | None = None, snr_x: float | None = None) -> dict:
+                   existing_only: bool = False, sampler: str | None = None, snr_x: float | None = None,
+                   snr: float | None = None) -> dict:
     from graphgen.sample import sample_graphs
 
     work.mkdir(parents=True, exist_ok=True)
@@ -53,7 +54,7 @@ def sample_batches(bundle, n: int, batch: int, seed: int, work: Path, threads: i
         size = min(batch, n - i * batch)
         start = time.perf_counter()
         out = sample_graphs(bundle, size, batch_size=size, seed=seed + i, steps=steps, sampler=sampler,
-                            snr_x=snr_x, return_tensors=True, progress=True)
+                            snr=snr, snr_x=snr_x, return_tensors=True, progress=True)
         seconds = time.perf_counter() - start
         atomic_torch_save({"x": out.x, "adj": out.adj, "nfe": out.nfe, "seconds": seconds, "threads": threads}, path)
         print(f"batch {i + 1}/{n_batches}: {size} molecules in {seconds:.1f} s ({size / seconds:.2f} mol/s)",
@@ -103,6 +104,8 @@ def main(argv=None) -> int:
     parser.add_argument("--steps", type=int, default=None, help="override the model's sampler steps")
     parser.add_argument("--sampler", choices=("pc", "s4", "ode-euler", "ode-heun", "ode-adaptive"), default=None,
                         help="override the model's sampler")
+    parser.add_argument("--snr", type=float, default=None,
+                        help="Langevin snr (alone: both components, as GDSS; with --snr-x: the adjacency's)")
     parser.add_argument("--snr-x", type=float, default=None,
                         help="the node features' own Langevin snr (default: the model's; GDSS: same as snr)")
     parser.add_argument("--existing-only", action="store_true",
@@ -115,7 +118,7 @@ def main(argv=None) -> int:
     bundle = load_bundle(args.checkpoint, args.data_dir, work)
     sampler = bundle.config.sampler
     samples = sample_batches(bundle, args.n, args.batch, args.seed, work, torch.get_num_threads(), args.steps,
-                             args.existing_only, args.sampler, args.snr_x)
+                             args.existing_only, args.sampler, args.snr_x, args.snr)
     n_done = samples["x"].shape[0]
     metrics = evaluate(samples["x"], samples["adj"], bundle.config.atom_types, args.data_dir, work / "fcd_cache")
     total_s = sum(samples["seconds_per_batch"])
@@ -127,7 +130,7 @@ def main(argv=None) -> int:
         f"<= 9 atoms). Model: {args.checkpoint}. Sampler: "
         f"{(args.sampler + ' (overriding ') if args.sampler else ''}{sampler.predictor} predictor + "
         f"{sampler.corrector}{')' if args.sampler else ''} "
-        f"corrector, snr {sampler.snr} (node features: "
+        f"corrector, snr {args.snr if args.snr is not None else sampler.snr} (node features: "
         f"{args.snr_x if args.snr_x is not None else (sampler.snr_x if sampler.snr_x is not None else sampler.snr)}), "
         f"scale_eps {sampler.scale_eps}, {args.steps or sampler.steps} steps, "
         f"eps {sampler.eps}, "
