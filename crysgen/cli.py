@@ -101,6 +101,12 @@ def _guidance(items: list[str]) -> dict[str, float]:
     return parse_targets(items, "--guidance")
 
 
+def _elements(text: str | None):
+    if text is None or text == "training":
+        return text
+    return [e.strip() for e in text.split(",") if e.strip()]
+
+
 def add_sample_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
     parser = subparsers.add_parser("sample", help="generate crystals (CIFs + summary.csv)")
     parser.add_argument("checkpoint", nargs="?", default=None,
@@ -121,6 +127,9 @@ def add_sample_parser(subparsers: argparse._SubParsersAction) -> argparse.Argume
     parser.add_argument("--churn", type=_churn, default=None, metavar="S",
                         help="EDM stochastic churn S_churn (0: deterministic Heun; default: the model's; see "
                              "benchmarks/results/crysgen_ablations.md for its effect on perov-5)")
+    parser.add_argument("--elements", default=None, metavar="training|SYMBOLS",
+                        help="elements the decoded crystals may contain: 'training' (the model's training set) or "
+                             "symbols such as Ca,Ti,O (default: all 94, the paper's decoding)")
     add_common_options(parser, data_dir=False)
     parser.set_defaults(handler=_sample, output_lock="out")
     return parser
@@ -136,7 +145,8 @@ def _sample(args: argparse.Namespace) -> int:
         result = sample_crystals(args.checkpoint, args.num, steps=args.steps, guidance=_guidance(args.guidance),
                                  guidance_scale=args.scale, seed=args.seed, batch_size=args.batch_size,
                                  device=resolve_device(args.device), progress=not args.no_progress,
-                                 symmetrize=args.symmetrize, churn=args.churn)
+                                 symmetrize=args.symmetrize, churn=args.churn,
+                                 elements=_elements(args.elements))
     except SamplingError as err:
         raise UserError(str(err)) from err
     csv_path = write_samples(result, args.out)

@@ -18,7 +18,7 @@ import shutil
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Sequence
 
 import numpy as np
 import torch
@@ -51,13 +51,17 @@ def sample_crystals(checkpoint: str | os.PathLike | CrystalModel | None = None, 
                     steps: int | None = None, guidance: dict[str, float] | None = None,
                     guidance_scale: float = 1.0, seed: int = 0, batch_size: int = 256,
                     device: str | torch.device = "cpu", progress: bool = False,
-                    symmetrize: float | None = None, churn: float | None = None) -> SampleResult:
+                    symmetrize: float | None = None, churn: float | None = None,
+                    elements: Sequence[str] | str | None = None) -> SampleResult:
     """``n`` crystals from ``checkpoint`` (default: the embedded perov-5 model).
 
     ``guidance={"heat_ref": -0.5}`` conditions on raw property values (normalised with the checkpoint's
     statistics) using classifier-free guidance with ``guidance_scale`` (1: conditional model, 0: unconditional).
     ``symmetrize``: tolerance in A for symmetrising the decoded crystals (None, the default: no symmetrisation).
     ``churn``: EDM's stochastic ``S_churn`` (0: deterministic Heun; None: the model's configured value).
+    ``elements``: the elements a crystal may contain: None (the paper's decoding: argmax over all 94 element rows),
+    ``"training"`` (the model's training elements, ``config.data.elements``) or a list of symbols. The argmax of
+    each element slot is then taken over those rows only; the generated matrices themselves are unchanged.
     """
     if steps is not None and steps < 1:
         raise ValueError(f"steps must be >= 1 (None: the model's), got {steps}")
@@ -66,6 +70,7 @@ def sample_crystals(checkpoint: str | os.PathLike | CrystalModel | None = None, 
     if symmetrize is not None and symmetrize <= 0:
         raise ValueError(f"symmetrize must be a tolerance > 0 A, got {symmetrize}")
     model = checkpoint if isinstance(checkpoint, CrystalModel) else load_model(checkpoint, device)
+    allowed = allowed_elements(model, elements)
     device = next(model.denoiser.parameters()).device
     cond = model.normalise_condition(guidance) if guidance else None
     generator = torch.Generator(device=device).manual_seed(int(seed))
@@ -77,7 +82,7 @@ def sample_crystals(checkpoint: str | os.PathLike | CrystalModel | None = None, 
                           guidance_scale=guidance_scale, steps=steps, generator=generator, batch_size=batch_size,
                           device=device, progress=progress)
     matrices = model.scaler.inverse_transform(out.samples.double().cpu()).numpy()
-    structures = model.encoder.decode_many(matrices)
+    structures = model.encoder.decode_many(_restrict_elements(matrices, allowed, model.encoder.n_elements))
     unsymmetrized = done = None
     if symmetrize is not None:
         from crysgen.symmetry import symmetrize_structures
@@ -89,8 +94,42 @@ def sample_crystals(checkpoint: str | os.PathLike | CrystalModel | None = None, 
     settings = {"checkpoint": str(model.path), "n": n, "steps": used_steps,
                 "guidance": guidance or {}, "guidance_scale": guidance_scale if guidance else None, "seed": seed,
                 "batch_size": batch_size, "device": str(device), "nfe": out.nfe, "seconds": seconds,
-                "symmetrize": symmetrize, "S_churn": diffusion.S_churn, "training_data": training_data(model)}
+                "symmetrize": symmetrize, "S_churn": diffusion.S_churn, "training_data": training_data(model),
+                "elements": allowed}
     return SampleResult(structures, matrices, out.nfe, seconds, settings, unsymmetrized, done)
+
+
+def allowed_elements(model: CrystalModel, elements: Sequence[str] | str | None) -> list[str] | None:
+    """The element symbols decoding may choose from (None: all 94), checked."""
+    from pymatgen.core import Element
+
+    if elements is None:
+        return None
+    if isinstance(elements, str):
+        if elements != "training":
+            raise ValueError(f"elements must be 'training', a list of element symbols or None, got {elements!r}")
+        recorded = model.config.data.elements
+        if not recorded:
+            raise ValueError(f"{model.path} records no training elements; pass the symbols instead")
+        return list(recorded)
+    symbols = list(elements)
+    unknown = [e for e in symbols if not Element.is_valid_symbol(e) or Element(e).Z > 94]
+    if unknown or not symbols:
+        raise ValueError(f"elements: not element symbols with Z <= 94: {unknown or 'none given'}")
+    return symbols
+
+
+def _restrict_elements(matrices: np.ndarray, allowed: list[str] | None, n_elements: int) -> np.ndarray:
+    """Element rows outside ``allowed`` set to -inf in the element block, so each slot's argmax skips them."""
+    if allowed is None:
+        return matrices
+    from pymatgen.core import Element
+
+    keep = np.zeros(94, dtype=bool)
+    keep[[Element(e).Z - 1 for e in allowed]] = True
+    out = matrices.copy()
+    out[:, :94, :n_elements][:, ~keep, :] = -np.inf
+    return out
 
 
 def training_data(model: CrystalModel) -> dict[str, Any]:

@@ -356,3 +356,22 @@ def test_export_run_packages_a_shipped_model(tiny_run, tmp_path):
     assert out.stat().st_size < 0.75 * (run_dir / "model.pt").stat().st_size
     raw = torch.load(out, weights_only=True)["weights"]
     assert {t.dtype for t in raw.values() if t.is_floating_point()} == {torch.float16}
+
+
+def test_decoding_can_be_restricted_to_the_training_elements(tiny_run):
+    _, path, _ = tiny_run
+    model = load_model(path)
+    trained_on = set(model.config.data.elements)
+    free = sample_crystals(model, 8, steps=3, seed=2)
+    kept = sample_crystals(model, 8, steps=3, seed=2, elements="training")
+    assert np.array_equal(free.matrices, kept.matrices)  # same generated matrices, only the decoding differs
+    assert kept.settings["elements"] == list(model.config.data.elements) and free.settings["elements"] is None
+    assert sum(c is not None for c in kept.structures) >= 4
+    for crystal in kept.structures:
+        assert crystal is None or {e.symbol for e in crystal.composition} <= trained_on
+    oxides = sample_crystals(model, 8, steps=3, seed=2, elements=["Ti", "O"])
+    for crystal in oxides.structures:
+        assert crystal is None or {e.symbol for e in crystal.composition} <= {"Ti", "O"}
+    for bad in (["Xx"], [], "all"):
+        with pytest.raises(ValueError, match="elements"):
+            sample_crystals(model, 1, steps=2, elements=bad)
