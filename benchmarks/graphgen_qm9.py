@@ -115,6 +115,8 @@ def main(argv=None) -> int:
         torch.set_num_threads(args.threads)
     work = Path(args.work)
     work.mkdir(parents=True, exist_ok=True)
+    from graphgen.sample import resolve_snr
+
     bundle = load_bundle(args.checkpoint, args.data_dir, work)
     sampler = bundle.config.sampler
     samples = sample_batches(bundle, args.n, args.batch, args.seed, work, torch.get_num_threads(), args.steps,
@@ -130,9 +132,8 @@ def main(argv=None) -> int:
         f"<= 9 atoms). Model: {args.checkpoint}. Sampler: "
         f"{(args.sampler + ' (overriding ') if args.sampler else ''}{sampler.predictor} predictor + "
         f"{sampler.corrector}{')' if args.sampler else ''} "
-        f"corrector, snr {args.snr if args.snr is not None else sampler.snr} (node features: "
-        f"{args.snr_x if args.snr_x is not None else (sampler.snr_x if sampler.snr_x is not None else sampler.snr)}), "
-        f"scale_eps {sampler.scale_eps}, {args.steps or sampler.steps} steps, "
+        f"corrector, snr {resolve_snr(sampler, args.snr, args.snr_x)} (a dict: node features x and adjacency "
+        f"each their own), scale_eps {sampler.scale_eps}, {args.steps or sampler.steps} steps, "
         f"eps {sampler.eps}, "
         f"final step without noise. N = {n_done} (of {args.n} requested) in batches of {args.batch} "
         f"(batch i seeded {args.seed}+i); node "

@@ -22,7 +22,7 @@ import torch
 from torch import Tensor
 
 from graphgen.checkpoint import ModelBundle
-from graphgen.diffusion import build_system, gdss_score_fn
+from graphgen.diffusion import SamplerConfig, build_system, gdss_score_fn
 from shared.numerics import flush_denormal_mode
 from shared.io import atomic_write_json, atomic_write_text, split_sdf_records
 from shared.samplers import ode_sample, pc_sample, s4_sample
@@ -148,6 +148,17 @@ SAMPLERS = ("pc", "s4", "ode-euler", "ode-heun", "ode-adaptive")
 PRESETS: dict[str, dict[str, Any]] = {"gdss": {}, "fast": {"sampler": "s4", "steps": 200}}
 
 
+def resolve_snr(sc: SamplerConfig, snr: float | None = None, snr_x: float | None = None) -> float | dict[str, float]:
+    """The Langevin snr to sample with: one float for both components, or ``{"x": ..., "adj": ...}``.
+
+    Unset values follow the model's sampler settings; an explicit ``snr`` without ``snr_x`` means both
+    components, as in GDSS (it then overrides the model's own ``snr_x`` too)."""
+    if snr_x is None and snr is None:
+        snr_x = sc.snr_x
+    snr = sc.snr if snr is None else snr
+    return snr if snr_x is None else {"x": snr_x, "adj": snr}
+
+
 def sample_graphs(bundle: ModelBundle, n: int, *, sampler: str | None = None,
                   steps: int | None = None, snr: float | None = None, snr_x: float | None = None,
                   scale_eps: float | None = None,
@@ -174,11 +185,7 @@ def sample_graphs(bundle: ModelBundle, n: int, *, sampler: str | None = None,
         raise ValueError(f"sampler must be one of {', '.join(SAMPLERS)}, got {sampler!r}")
     predictor = predictor or (sc.predictor if sc.predictor != "s4" else "reverse_diffusion")
     corrector = corrector or sc.corrector
-    if snr_x is None and snr is None:  # the model's own settings; an explicit snr alone means both, as in GDSS
-        snr_x = sc.snr_x
-    snr = sc.snr if snr is None else snr
-    if snr_x is not None:
-        snr = {"x": snr_x, "adj": snr}
+    snr = resolve_snr(sc, snr, snr_x)
     options = dict(sampler=sampler, predictor=predictor, corrector=None if corrector == "none" else corrector,
                    steps=sc.steps if steps is None else steps, snr=snr,
                    scale_eps=sc.scale_eps if scale_eps is None else scale_eps, n_correct=sc.n_correct, eps=sc.eps)

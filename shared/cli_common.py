@@ -115,8 +115,8 @@ def _number_type(kind: type, minimum: float | None = None, strict: bool = False,
                  what: str = "") -> Callable[[str], float]:
     """An argparse type: a finite ``kind`` (int or float) within bounds; argparse names the option in the error."""
     low = "" if minimum is None else (f" > {minimum:g}" if strict else f" >= {minimum:g}")
-    top = f"{maximum:d}" if kind is int and maximum is not None else f"{maximum:g}" if maximum is not None else ""
-    high = "" if maximum is None else (" and" if low else "") + f" <= {top}"
+    bound = "" if maximum is None else (f"{maximum:d}" if kind is int else f"{maximum:g}")
+    high = "" if maximum is None else (" and" if low else "") + f" <= {bound}"
     noun = what or ("a whole number" if kind is int else "a finite number")
 
     def parse(text: str):
