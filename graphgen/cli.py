@@ -115,19 +115,18 @@ def _sample(args: argparse.Namespace) -> int:
                                           bundle.config.data.max_node_num)
         except FileNotFoundError as err:
             raise UserError(f"{NO_NODE_COUNTS} ({err})") from None
-    from graphgen.sample import PRESETS
+    from graphgen.sample import resolve_preset
 
-    preset = PRESETS[args.preset]
     if args.preset == "fast" and bundle.config.data.name != "QM9":
         print(f"warning: --preset fast was validated on QM9 only; on community-small it raised the clustering MMD "
               f"from 0.076 to 0.134 (benchmarks/GRAPHGEN.md); this model is {bundle.config.data.name}",
               file=sys.stderr)
-    sampler = args.sampler or preset.get("sampler")
-    steps = args.steps if args.steps is not None else preset.get("steps")
+    options = resolve_preset(bundle, args.preset, sampler=args.sampler, steps=args.steps, scale_eps=args.scale_eps,
+                             precision=args.precision)
     try:
-        out = sample_graphs(bundle, args.num, sampler=sampler, steps=steps, snr=args.snr, snr_x=args.snr_x,
-                            scale_eps=args.scale_eps, batch_size=args.batch_size, seed=args.seed, device=device,
-                            progress=not args.no_progress, node_counts=counts)
+        out = sample_graphs(bundle, args.num, snr=args.snr, snr_x=args.snr_x, batch_size=args.batch_size,
+                            seed=args.seed, device=device, progress=not args.no_progress, node_counts=counts,
+                            **options)
     except FloatingPointError as err:
         raise UserError(str(err)) from err
     write_samples(args.out, out.items)
@@ -154,8 +153,12 @@ def add_sample_parser(subparsers: argparse._SubParsersAction) -> argparse.Argume
                         help="pc (predictor-corrector), s4 (GDSS's S4 solver) or the probability-flow ODE "
                              "(default: the model's own)")
     parser.add_argument("--preset", choices=("gdss", "fast"), default="gdss",
-                        help="gdss: the model's own sampler (GDSS's settings, default); fast: S4 at 200 steps, "
-                             "~10x fewer network calls at QM9-measured equal quality (benchmarks/GRAPHGEN.md)")
+                        help="gdss: the model's own sampler (GDSS's settings, default); fast: S4 at 60 steps in "
+                             "bf16 where native, QM9-measured equal quality at a fraction of the CPU time "
+                             "(benchmarks/results/graphgen_throughput.md)")
+    parser.add_argument("--precision", choices=("fp32", "bf16", "auto"), default=None,
+                        help="the networks' precision: fp32 (default), bf16 autocast (state and integrator stay "
+                             "fp32) or auto (bf16 where the CPU/GPU has it natively; the fast preset's choice)")
     parser.add_argument("--steps", type=positive_int, default=None, help="diffusion steps (default: the model's, 1000)")
     parser.add_argument("--snr", type=positive_float, default=None,
                         help="Langevin signal-to-noise ratio (alone: of both node features and adjacency, as GDSS)")

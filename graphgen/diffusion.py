@@ -17,6 +17,7 @@ from torch import Tensor, nn
 
 from graphgen.models import ScoreNetworkA, ScoreNetworkX, ScoreNetworkX_GMH
 from shared.losses import system_dsm_loss
+from shared.numerics import network_autocast
 from shared.sde import SDE, VESDE, VPSDE, SubVPSDE
 from shared.system import Component, SDESystem
 
@@ -203,13 +204,18 @@ def _to_score(out: Tensor, sde: SDE, t: Tensor) -> Tensor:
     return -out / sde.marginal_std(t).reshape(-1, *([1] * (out.dim() - 1)))
 
 
-def gdss_score_fn(model: nn.Module, system: SDESystem):
-    """System score ``score_fn(state, t, mask) -> {"x", "adj"}``: both networks on the same (x_t, adj_t)."""
+def gdss_score_fn(model: nn.Module, system: SDESystem, precision: str = "fp32"):
+    """System score ``score_fn(state, t, mask) -> {"x", "adj"}``: both networks on the same (x_t, adj_t).
+
+    ``precision`` "bf16" (or "auto" on hardware with native bf16) runs the networks under bf16 autocast; their
+    outputs return to the state's dtype before they become scores, so the integrator stays in fp32."""
 
     def score_fn(state: dict[str, Tensor], t: Tensor, mask: Tensor | None = None) -> dict[str, Tensor]:
         x, adj = state["x"], state["adj"]
         flags = torch.ones(x.shape[:2], device=x.device, dtype=x.dtype) if mask is None else mask.to(x.dtype)
-        out_x, out_adj = model(x, adj, flags, t)
+        with network_autocast(precision, x.device):
+            out_x, out_adj = model(x, adj, flags, t)
+        out_x, out_adj = out_x.to(x.dtype), out_adj.to(adj.dtype)
         return {"x": _to_score(out_x, system["x"].sde, t), "adj": _to_score(out_adj, system["adj"].sde, t)}
 
     return score_fn

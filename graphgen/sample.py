@@ -23,7 +23,7 @@ from torch import Tensor
 
 from graphgen.checkpoint import ModelBundle
 from graphgen.diffusion import SamplerConfig, build_system, gdss_score_fn
-from shared.numerics import flush_denormal_mode
+from shared.numerics import flush_denormal_mode, resolve_precision
 from shared.io import atomic_write_json, atomic_write_text, split_sdf_records
 from shared.samplers import ode_sample, pc_sample, s4_sample
 
@@ -108,10 +108,11 @@ class _FiniteCheck:
 
 def _sample_batch(bundle: ModelBundle, flags: Tensor, *, sampler: str, predictor: str, corrector: str | None,
                   steps: int, snr: float | dict[str, float], scale_eps: float, n_correct: int, eps: float,
-                  generator: torch.Generator, progress: bool) -> tuple[dict[str, Tensor], int]:
+                  time_power: float, precision: str, generator: torch.Generator,
+                  progress: bool) -> tuple[dict[str, Tensor], int]:
     cfg = bundle.config
     system = build_system(cfg)
-    score = _FiniteCheck(gdss_score_fn(bundle.model, system), system.T, eps, steps)
+    score = _FiniteCheck(gdss_score_fn(bundle.model, system, precision), system.T, eps, steps)
     # crop the padding to the batch's largest graph: the GDSS networks' outputs on real nodes do not depend on
     # padded ones (tests/graphgen/test_models.py), so this only saves work (grid: 361 -> ~220 nodes, ~2.6x)
     full = flags.shape[1]
@@ -121,7 +122,10 @@ def _sample_batch(bundle: ModelBundle, flags: Tensor, *, sampler: str, predictor
     shapes = {"x": (b, n, f), "adj": (b, n, n)}
     common = dict(mask=flags, generator=generator, eps=eps, device=flags.device, progress=progress)
     if sampler == "s4":
-        result = s4_sample(score, system, shapes, steps, snr=snr, scale_eps=scale_eps, **common)
+        result = s4_sample(score, system, shapes, steps, snr=snr, scale_eps=scale_eps, time_power=time_power,
+                           **common)
+    elif time_power != 1.0:
+        raise ValueError(f"time_power applies to the s4 sampler only, got it with {sampler!r}")
     elif sampler.startswith("ode-"):  # probability-flow ODE (deterministic given the prior draw)
         result = ode_sample(score, system, shapes, steps, method=sampler[len("ode-"):], **common)
     else:
@@ -140,12 +144,29 @@ def _sample_batch(bundle: ModelBundle, flags: Tensor, *, sampler: str, predictor
 # ode-*: the probability-flow ODE with Euler (1 NFE/step), Heun (2) or scipy's adaptive RK45 (steps ignored)
 SAMPLERS = ("pc", "s4", "ode-euler", "ode-heun", "ode-adaptive")
 
-# Named sampler settings (``graphgen sample --preset``); explicit sampler/steps options win over a preset.
-# "fast": GDSS's S4 solver at 200 steps (200 NFE instead of PC's 2,000): on the published QM9 checkpoint,
-# N = 3,000, it matched 1,000-step PC in validity, NSPDK and FCD within seed noise
-# (benchmarks/results/graphgen_qm9_sweep_*.md); on community-small it lost clustering quality, so the CLI warns
+# Named sampler settings (``graphgen sample --preset``); explicit options win over a preset.
+# "gdss": the model's own sampler (GDSS's settings). "fast": GDSS's S4 solver at 60 steps (60 NFE instead of PC's
+# 2,000), the networks in bf16 where the hardware has it natively, and the corrector's noise at 6/7 of the model's
+# scale_eps (0.7 -> 0.6 on QM9: with 60 long steps the full noise cost ~0.5 point of validity). On the published
+# QM9 checkpoint it matched 1,000-step PC in validity and FCD (benchmarks/results/graphgen_throughput.md) at a
+# fraction of GDSS's own best setting's CPU time; on community-small S4 lost clustering quality, so the CLI warns
 # for models of other datasets.
-PRESETS: dict[str, dict[str, Any]] = {"gdss": {}, "fast": {"sampler": "s4", "steps": 200}}
+PRESETS: dict[str, dict[str, Any]] = {
+    "gdss": {},
+    "fast": {"sampler": "s4", "steps": 60, "precision": "auto", "scale_eps_factor": 6 / 7},
+}
+
+
+def resolve_preset(bundle: ModelBundle, name: str, **explicit: Any) -> dict[str, Any]:
+    """The :func:`sample_graphs` options of preset ``name`` for this model; ``explicit`` options (None = unset)
+    win over the preset's."""
+    if name not in PRESETS:
+        raise ValueError(f"unknown preset {name!r}; choose one of {', '.join(PRESETS)}")
+    options = {k: v for k, v in PRESETS[name].items() if k != "scale_eps_factor"}
+    if "scale_eps_factor" in PRESETS[name]:
+        options["scale_eps"] = bundle.config.sampler.scale_eps * PRESETS[name]["scale_eps_factor"]
+    options.update({k: v for k, v in explicit.items() if v is not None})
+    return options
 
 
 def resolve_snr(sc: SamplerConfig, snr: float | None = None, snr_x: float | None = None) -> float | dict[str, float]:
@@ -165,13 +186,16 @@ def sample_graphs(bundle: ModelBundle, n: int, *, sampler: str | None = None,
                   predictor: Literal["reverse_diffusion", "euler_maruyama"] | None = None,
                   corrector: Literal["langevin", "none"] | None = None, batch_size: int = 1000, seed: int = 0,
                   device: str | torch.device = "cpu", progress: bool = False, return_tensors: bool = False,
-                  node_counts: Tensor | None = None) -> SampleOutput:
+                  node_counts: Tensor | None = None, precision: str = "fp32",
+                  time_power: float = 1.0) -> SampleOutput:
     """Draw ``n`` graphs (molecules for QM9/ZINC250k) in batches of at most ``batch_size``.
 
     Unset options follow ``bundle.config.sampler`` (the GDSS settings of the model). ``snr_x`` gives the
     node-feature corrector its own signal-to-noise ratio (``snr`` then applies to the adjacency); an explicit
     ``snr`` without ``snr_x`` applies to both, as in GDSS. ``node_counts`` overrides
-    the bundle's node-count histogram (needed for imported GDSS models without one). Same seed, same output.
+    the bundle's node-count histogram (needed for imported GDSS models without one). ``precision``: "fp32",
+    "bf16" (the networks under bf16 autocast, the integrator in fp32) or "auto" (bf16 where the hardware has it
+    natively). ``time_power`` > 1 makes S4's time grid finer near the data. Same seed, same output.
     """
     if n < 1 or batch_size < 1 or (steps is not None and steps < 1):
         raise ValueError(f"n, batch_size and steps must be >= 1, got n={n}, batch_size={batch_size}, steps={steps}")
@@ -188,8 +212,10 @@ def sample_graphs(bundle: ModelBundle, n: int, *, sampler: str | None = None,
     snr = resolve_snr(sc, snr, snr_x)
     options = dict(sampler=sampler, predictor=predictor, corrector=None if corrector == "none" else corrector,
                    steps=sc.steps if steps is None else steps, snr=snr,
-                   scale_eps=sc.scale_eps if scale_eps is None else scale_eps, n_correct=sc.n_correct, eps=sc.eps)
+                   scale_eps=sc.scale_eps if scale_eps is None else scale_eps, n_correct=sc.n_correct, eps=sc.eps,
+                   time_power=float(time_power))
     device = torch.device(device)
+    options["precision"] = resolve_precision(precision, device)
     _check_memory(n)
     generator = torch.Generator(device=device).manual_seed(int(seed))
     bundle.model.to(device).eval()

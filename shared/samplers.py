@@ -24,7 +24,7 @@ from torch import Tensor
 from shared.sde import SDE, expand_like
 from shared.system import Component, SDESystem
 
-__all__ = ["SampleResult", "as_system_score", "pc_sample", "sample", "s4_sample", "ode_sample"]
+__all__ = ["SampleResult", "as_system_score", "pc_sample", "sample", "s4_sample", "ode_sample", "time_grid"]
 
 State = dict[str, Tensor]
 SystemScoreFn = Callable[[State, Tensor, "Tensor | None"], State]
@@ -118,6 +118,16 @@ def _setup(
         system, shapes, _CountedScore(score_fn, system, mask), single, device,
         dtype or torch.get_default_dtype(), batch.pop(), eps,
     )
+
+
+def time_grid(T: float, eps: float, steps: int, power: float = 1.0, *, device=None,
+              dtype: torch.dtype | None = None) -> Tensor:
+    """``steps`` times from T down to eps: uniform for ``power`` 1 (score_sde / GDSS), else
+    t_i = eps + (T - eps) (1 - i / (steps - 1))^power (p > 1: finer near the data)."""
+    if power == 1.0 or steps == 1:
+        return torch.linspace(T, eps, steps, device=device, dtype=dtype)
+    u = torch.linspace(0.0, 1.0, steps, dtype=torch.float64)  # on the CPU: not every device has float64
+    return (eps + (T - eps) * (1.0 - u) ** power).to(device=device, dtype=dtype or torch.get_default_dtype())
 
 
 def _check_steps(steps: int, name: str = "steps") -> int:
@@ -276,6 +286,7 @@ def s4_sample(
     snr: float | Mapping[str, float] = 0.1,
     scale_eps: float = 1.0,
     langevin_norm: Literal["batch", "sample"] = "batch",
+    time_power: float = 1.0,
     mask: Tensor | None = None,
     generator: torch.Generator | None = None,
     eps: float | None = None,
@@ -300,9 +311,14 @@ def s4_sample(
     4. half step of the linear part t + dt/2 -> t + dt; its mean is the denoised output of the last step.
 
     NFE = steps (GDSS reports 0 for S4; one call here scores all components at once).
+
+    ``time_power`` p != 1 (our addition, not in GDSS) places the times at t_i = eps + (T - eps)(1 - i/(steps-1))^p,
+    finer near the data for p > 1; each step then runs from t_i to t_{i+1} (the last one to t = 0).
     """
     _check_steps(steps)
     _check_langevin(snr, scale_eps, langevin_norm)
+    if not (math.isfinite(time_power) and time_power > 0):
+        raise ValueError(f"time_power must be a finite number > 0, got {time_power}")
     su = _setup(score_fn, system, shapes, mask, generator, device, dtype, eps)
     sys_, score, m = su.system, su.score, su.score.mask
     snrs = _per_component(snr, sys_.keys())
@@ -310,12 +326,15 @@ def s4_sample(
     with torch.no_grad():
         state = sys_.prior_sample(su.shapes, m, generator, su.device, su.dtype)
         trajectory = [state] if return_trajectory else None
-        times = torch.linspace(sys_.T, su.eps, steps, device=su.device, dtype=su.dtype)
+        times = time_grid(sys_.T, su.eps, steps, time_power, device=su.device, dtype=su.dtype)
         grid = times.tolist()
         mean = state
         for i in _progress(range(steps), progress, "S4 sampling"):
             t = times[i].expand(su.batch)
-            dt = -min(sys_.T / steps, grid[i])  # never step past t = 0 (VP's beta(t) turns negative there)
+            if time_power == 1.0:  # GDSS: steps of T / steps
+                dt = -min(sys_.T / steps, grid[i])  # never step past t = 0 (VP's beta(t) turns negative there)
+            else:
+                dt = (grid[i + 1] if i + 1 < steps else 0.0) - grid[i]
             t_half = t + 0.5 * dt
             s = score(state, t)
             z_corr, z_1, z_2 = (sys_.noise_like(state, m, generator) for _ in range(3))

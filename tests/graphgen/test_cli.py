@@ -90,10 +90,10 @@ def test_evaluate_zinc_without_its_csv_computes_what_it_can(tmp_path, capsys):
     assert "novelty and FCD skipped" in capsys.readouterr().err
 
 
-def test_fast_preset_uses_s4_at_200_steps_and_explicit_options_win(tmp_path, capsys):
+def test_fast_preset_uses_s4_at_60_steps_and_explicit_options_win(tmp_path, capsys):
     out = tmp_path / "fast.smi"
     assert main(["sample", "-n", "2", "--out", str(out), "--preset", "fast", "--no-progress", "--device", "cpu"]) == 0
-    assert "(NFE 200)" in capsys.readouterr().out  # S4: one network call per step
+    assert "(NFE 60)" in capsys.readouterr().out  # S4: one network call per step
     assert main(["sample", "-n", "2", "--out", str(out), "--preset", "fast", "--steps", "30", "--no-progress",
                  "--device", "cpu"]) == 0
     assert "(NFE 30)" in capsys.readouterr().out

@@ -209,3 +209,39 @@ def test_build_model_rejects_time_conditioned_gmh():
     cfg = load_config(GraphGenConfig, None, ["model.x=ScoreNetworkX_GMH", "model.time_conditioned=true"])
     with pytest.raises(ValueError, match="time_conditioned"):
         build_model(cfg)
+
+
+def test_bf16_networks_give_close_scores_and_keep_the_state_fp32(trained):
+    from graphgen.diffusion import build_system, gdss_score_fn
+
+    bundle = load_model(trained[1])
+    system = build_system(bundle.config)
+    g = torch.Generator().manual_seed(0)
+    x, adj = torch.randn(4, 12, 6, generator=g), torch.randn(4, 12, 12, generator=g)
+    state, t = {"x": x, "adj": (adj + adj.transpose(1, 2)) / 2}, torch.full((4,), 0.5)
+    with torch.no_grad():
+        fp32 = gdss_score_fn(bundle.model, system)(state, t)
+        bf16 = gdss_score_fn(bundle.model, system, "bf16")(state, t)
+    for key in ("x", "adj"):
+        assert bf16[key].dtype == torch.float32
+        rel = float((bf16[key] - fp32[key]).norm() / fp32[key].norm())
+        assert 0 < rel < 0.05  # bf16 has ~3 significant digits: close to fp32, and really computed in bf16
+    out = sample_graphs(bundle, 3, sampler="s4", steps=5, seed=0, precision="bf16", return_tensors=True)
+    assert out.x.dtype == torch.float32 and torch.isfinite(out.adj).all()
+    again = sample_graphs(bundle, 3, sampler="s4", steps=5, seed=0, precision="bf16", return_tensors=True)
+    assert torch.equal(out.adj, again.adj)  # bf16 is deterministic on CPU too
+    with pytest.raises(ValueError, match="precision"):
+        sample_graphs(bundle, 1, precision="fp8")
+
+
+def test_fast_preset_scales_the_models_corrector_noise_and_explicit_options_win(trained):
+    from graphgen.sample import resolve_preset
+
+    bundle = load_model(trained[1])
+    fast = resolve_preset(bundle, "fast")
+    assert fast["sampler"] == "s4" and fast["steps"] == 60 and fast["precision"] == "auto"
+    assert fast["scale_eps"] == pytest.approx(bundle.config.sampler.scale_eps * 6 / 7)
+    assert resolve_preset(bundle, "fast", steps=30, scale_eps=None)["steps"] == 30
+    assert resolve_preset(bundle, "gdss") == {}
+    with pytest.raises(ValueError, match="preset"):
+        resolve_preset(bundle, "fastest")

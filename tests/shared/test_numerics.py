@@ -1,5 +1,6 @@
 """Subnormal flushing: only subnormal entries change, results move by less than float32's smallest normal."""
 
+import pytest
 import torch
 from torch import nn
 
@@ -33,3 +34,17 @@ def test_flush_denormal_mode_is_scoped():
         assert inside == 0.0 and outside == TINY / 4
     with flush_denormal_mode(enabled=False):
         assert (x / 4).item() == TINY / 4
+
+
+def test_precision_resolution_and_autocast():
+    from shared.numerics import native_bf16, network_autocast, resolve_precision
+
+    assert resolve_precision("fp32") == "fp32" and resolve_precision("bf16") == "bf16"
+    assert resolve_precision("auto") == ("bf16" if native_bf16("cpu") else "fp32")
+    with pytest.raises(ValueError, match="precision"):
+        resolve_precision("half")
+    a = torch.randn(8, 8)
+    with network_autocast("bf16"):
+        assert (a @ a).dtype == torch.bfloat16
+    with network_autocast("fp32"):
+        assert (a @ a).dtype == torch.float32

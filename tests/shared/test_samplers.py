@@ -9,7 +9,7 @@ from typing import Callable
 import pytest
 import torch
 
-from shared.samplers import SampleResult, _langevin, as_system_score, ode_sample, pc_sample, s4_sample
+from shared.samplers import SampleResult, _langevin, as_system_score, ode_sample, pc_sample, s4_sample, time_grid
 from shared.sde import SDE, VESDE, VPSDE, SubVPSDE, expand_like
 from shared.system import Component, SDESystem
 from shared.testing import GaussianMixture, assert_mixture_matches, energy_distance
@@ -28,6 +28,7 @@ SAMPLERS: dict[str, Callable[..., SampleResult]] = {
     "pc_rd": lambda *a, **k: pc_sample(*a, 250, predictor="reverse_diffusion", corrector=None, **k),
     "pc_rd_langevin": lambda *a, **k: pc_sample(*a, 250, predictor="reverse_diffusion", corrector="langevin", **k),
     "s4": lambda *a, **k: s4_sample(*a, 250, **k),
+    "s4_time_power_2": lambda *a, **k: s4_sample(*a, 250, time_power=2.0, **k),
     "ode_euler": lambda *a, **k: ode_sample(*a, 500, method="euler", **k),
     "ode_heun": lambda *a, **k: ode_sample(*a, 60, method="heun", **k),
     "ode_rk4": lambda *a, **k: ode_sample(*a, 25, method="rk4", **k),
@@ -415,3 +416,14 @@ def test_snr_per_component_routes_each_value_to_its_component(sampler) -> None:
         run({"x": 0.1})
     with pytest.raises(ValueError, match="finite and >= 0"):
         run({"x": 0.1, "adj": float("nan")})
+
+
+def test_time_grid_is_uniform_at_power_one_and_finer_near_the_data_above() -> None:
+    assert torch.equal(time_grid(1.0, 1e-3, 5), torch.linspace(1.0, 1e-3, 5))
+    grid = time_grid(1.0, 1e-3, 5, 2.0, dtype=F64)
+    expected = 1e-3 + (1.0 - 1e-3) * torch.tensor([1.0, 0.5625, 0.25, 0.0625, 0.0], dtype=F64)
+    assert torch.allclose(grid, expected)
+    steps = grid[:-1] - grid[1:]
+    assert bool((steps[1:] < steps[:-1]).all())  # each step shorter than the one before: finer near t = eps
+    with pytest.raises(ValueError, match="time_power"):
+        s4_sample(lambda x, t: -x, VPSDE(), (2, 2), 10, time_power=0.0)
