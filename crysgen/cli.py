@@ -130,6 +130,9 @@ def add_sample_parser(subparsers: argparse._SubParsersAction) -> argparse.Argume
     parser.add_argument("--elements", default=None, metavar="training|SYMBOLS",
                         help="elements the decoded crystals may contain: 'training' (the model's training set) or "
                              "symbols such as Ca,Ti,O (default: all 94, the paper's decoding)")
+    parser.add_argument("--precision", choices=("fp32", "bf16", "auto"), default="fp32",
+                        help="the denoiser's precision: fp32 (default), bf16 autocast (the integrator stays fp32) "
+                             "or auto (bf16 where the CPU/GPU has it natively)")
     add_common_options(parser, data_dir=False)
     parser.set_defaults(handler=_sample, output_lock="out")
     return parser
@@ -146,7 +149,7 @@ def _sample(args: argparse.Namespace) -> int:
                                  guidance_scale=args.scale, seed=args.seed, batch_size=args.batch_size,
                                  device=resolve_device(args.device), progress=not args.no_progress,
                                  symmetrize=args.symmetrize, churn=args.churn,
-                                 elements=_elements(args.elements))
+                                 elements=_elements(args.elements), precision=args.precision)
     except SamplingError as err:
         raise UserError(str(err)) from err
     csv_path = write_samples(result, args.out)

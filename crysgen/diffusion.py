@@ -16,6 +16,7 @@ from torch import Tensor, nn
 from crysgen.model import UNet1D
 from shared.edm import EDMLoss, EDMPrecond, EDMSampleResult, edm_sampler
 from shared.guidance import ClassifierFreeGuidance, drop_condition
+from shared.numerics import network_autocast, resolve_precision
 
 __all__ = ["CrystalDenoiser", "DiffusionConfig", "SamplingError", "make_loss_fn", "sample_matrices"]
 
@@ -91,11 +92,22 @@ def make_loss_fn(config: DiffusionConfig, padding_mask: Tensor) -> Callable[[nn.
 
 
 @torch.no_grad()
+def _in_precision(fn: Callable[..., Tensor], precision: str) -> Callable[..., Tensor]:
+    def call(x: Tensor, sigma: Tensor, *args, **kwargs) -> Tensor:
+        with network_autocast(precision, x.device):
+            return fn(x, sigma, *args, **kwargs).to(x.dtype)
+
+    return call
+
+
 def sample_matrices(denoiser: CrystalDenoiser, n: int, shape: tuple[int, int], config: DiffusionConfig, *,
                     cond: Tensor | None = None, guidance_scale: float = 1.0, steps: int | None = None,
                     generator: torch.Generator | None = None, batch_size: int = 256, device=None,
-                    progress: bool = False) -> EDMSampleResult:
+                    progress: bool = False, precision: str = "fp32") -> EDMSampleResult:
     """``n`` scaled matrices from EDM's Heun sampler (with churn as configured), in batches.
+
+    ``precision`` "bf16" (or "auto" where the hardware has native bf16) runs the denoiser under bf16 autocast;
+    its output returns to fp32, so the Heun integration stays in fp32.
 
     ``cond`` is one ``(P,)`` condition for all samples or ``(n, P)``; with it, classifier-free guidance
     ``D_u + scale (D_c - D_u)`` is used (scale 1: purely conditional, scale 0: unconditional).
@@ -125,6 +137,8 @@ def sample_matrices(denoiser: CrystalDenoiser, n: int, shape: tuple[int, int], c
                 part = cond[start:start + count]
                 fn = (lambda x, s, c=part: denoiser(x, s, c)) if guidance_scale == 1.0 else \
                     ClassifierFreeGuidance(denoiser, guidance_scale, NULL_COND, cond=part)
+            if resolve_precision(precision, device) != "fp32":
+                fn = _in_precision(fn, precision)
             checked = _nan_checked(fn)
             latents = torch.randn((count, *shape), generator=generator, device=device)
             num_steps = config.steps if steps is None else steps

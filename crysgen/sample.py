@@ -28,6 +28,7 @@ from crysgen.diffusion import sample_matrices
 from crysgen.io import UNFINISHED_MARKER
 from crysgen.representation import write_cifs
 from shared.io import atomic_write_json, atomic_write_text
+from shared.numerics import resolve_precision
 
 __all__ = ["SampleResult", "sample_crystals", "summary_rows", "write_samples"]
 
@@ -52,7 +53,7 @@ def sample_crystals(checkpoint: str | os.PathLike | CrystalModel | None = None, 
                     guidance_scale: float = 1.0, seed: int = 0, batch_size: int = 256,
                     device: str | torch.device = "cpu", progress: bool = False,
                     symmetrize: float | None = None, churn: float | None = None,
-                    elements: Sequence[str] | str | None = None) -> SampleResult:
+                    elements: Sequence[str] | str | None = None, precision: str = "fp32") -> SampleResult:
     """``n`` crystals from ``checkpoint`` (default: the embedded perov-5 model).
 
     ``guidance={"heat_ref": -0.5}`` conditions on raw property values (normalised with the checkpoint's
@@ -62,6 +63,8 @@ def sample_crystals(checkpoint: str | os.PathLike | CrystalModel | None = None, 
     ``elements``: the elements a crystal may contain: None (the paper's decoding: argmax over all 94 element rows),
     ``"training"`` (the model's training elements, ``config.data.elements``) or a list of symbols. The argmax of
     each element slot is then taken over those rows only; the generated matrices themselves are unchanged.
+    ``precision``: "fp32", "bf16" (the denoiser under bf16 autocast, the integrator in fp32) or "auto" (bf16
+    where the hardware has it natively).
     """
     if steps is not None and steps < 1:
         raise ValueError(f"steps must be >= 1 (None: the model's), got {steps}")
@@ -80,7 +83,7 @@ def sample_crystals(checkpoint: str | os.PathLike | CrystalModel | None = None, 
         diffusion = dataclasses.replace(diffusion, S_churn=float(churn))
     out = sample_matrices(model.denoiser, n, model.encoder.shape, diffusion, cond=cond,
                           guidance_scale=guidance_scale, steps=steps, generator=generator, batch_size=batch_size,
-                          device=device, progress=progress)
+                          device=device, progress=progress, precision=precision)
     matrices = model.scaler.inverse_transform(out.samples.double().cpu()).numpy()
     structures = model.encoder.decode_many(_restrict_elements(matrices, allowed, model.encoder.n_elements))
     unsymmetrized = done = None
@@ -95,7 +98,7 @@ def sample_crystals(checkpoint: str | os.PathLike | CrystalModel | None = None, 
                 "guidance": guidance or {}, "guidance_scale": guidance_scale if guidance else None, "seed": seed,
                 "batch_size": batch_size, "device": str(device), "nfe": out.nfe, "seconds": seconds,
                 "symmetrize": symmetrize, "S_churn": diffusion.S_churn, "training_data": training_data(model),
-                "elements": allowed}
+                "elements": allowed, "precision": resolve_precision(precision, device)}
     return SampleResult(structures, matrices, out.nfe, seconds, settings, unsymmetrized, done)
 
 
