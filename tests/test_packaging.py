@@ -60,6 +60,8 @@ PYPI_TO_CONDA = {
     "pytest-timeout": "pytest-timeout",
     "ruff": "ruff",
     "torchdiffeq": "torchdiffeq",
+    "build": "python-build",
+    "setuptools": "setuptools",
 }
 CONDA_ONLY = {"python", "pip"}  # conda needs these; they are not Python dependencies of scoregen
 CONSOLE_SCRIPTS = ("graphgen", "molgen", "crysgen")
@@ -233,3 +235,33 @@ def test_write_results_protocol_text_and_bad_input(tmp_path):
         harness.write_results("../escape", {}, "", "cmd", results_dir=tmp_path, machine={})
     with pytest.raises(TypeError, match="table must be a list of dicts"):
         harness.write_results("t", {}, "", "cmd", table=[1, 2], results_dir=tmp_path, machine={})
+
+
+def test_wheel_and_sdist_build_with_the_licence_and_the_embedded_models(tmp_path):
+    """Build both distributions the way `python -m build` does (without isolation: no network needed), so a
+    packaging break shows here before a user meets it: SPDX licence metadata, the licence file, the console scripts
+    and the embedded models inside the wheel."""
+    import subprocess
+    import tarfile
+    import zipfile
+
+    pytest.importorskip("build")
+    done = subprocess.run([sys.executable, "-m", "build", "--no-isolation", "--wheel", "--sdist", "--outdir",
+                           str(tmp_path)], cwd=REPO_ROOT, capture_output=True, text=True, timeout=540)
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
+    assert "License classifiers are deprecated" not in done.stderr and "project.license" not in done.stderr
+    (wheel,) = tmp_path.glob("scoregen-*.whl")
+    (sdist,) = tmp_path.glob("scoregen-*.tar.gz")
+    names = zipfile.ZipFile(wheel).namelist()
+    metadata = zipfile.ZipFile(wheel).read(next(n for n in names if n.endswith(".dist-info/METADATA"))).decode()
+    assert "License-Expression: MIT" in metadata
+    assert any(n.endswith(".dist-info/licenses/LICENSE") for n in names)
+    for package in ("shared", "graphgen", "molgen", "crysgen"):
+        assert f"{package}/__init__.py" in names
+    assert "graphgen/pretrained/qm9.pt" in names and "molgen/pretrained/generator.pt" in names
+    assert not any(n.startswith(("tests/", "benchmarks/")) for n in names)
+    entry_points = zipfile.ZipFile(wheel).read(next(n for n in names if n.endswith("entry_points.txt"))).decode()
+    assert all(f"{script} = {script}.cli:main" in entry_points for script in CONSOLE_SCRIPTS)
+    with tarfile.open(sdist) as archive:
+        members = archive.getnames()
+    assert any(m.endswith("/LICENSE") for m in members) and any(m.endswith("/pyproject.toml") for m in members)
