@@ -113,7 +113,7 @@ def score(structures: list, data: dict, args) -> dict:
     """The CDVAE metrics and the space-group figures of ``structures`` against perov-5 test (novelty: val)."""
     from concurrent.futures import ProcessPoolExecutor
 
-    from crysgen.evaluate import evaluate_crystals
+    from crysgen.evaluation import evaluate_crystals
 
     pool = ProcessPoolExecutor(args.workers) if args.workers > 1 else None
     try:
@@ -134,14 +134,14 @@ def energies(structures: list, limit: int) -> dict:
     except ImportError:
         return {"chgnet": "not installed"}
     from benchmarks.crysgen_perov5 import chgnet_energies
-    from crysgen.evaluate import composition_validity, structure_validity
+    from crysgen.evaluation import composition_validity, structure_validity
 
     valid = [s for s in structures if s is not None and structure_validity(s) and composition_validity(s.composition)]
     return {f"chgnet_{k}": v for k, v in chgnet_energies(valid, limit).items()}
 
 
 def sampling_variant(name: str, model, data: dict, args) -> dict:
-    from crysgen.sample import sample_crystals
+    from crysgen.sampling import sample_crystals
 
     settings = dict(SAMPLING_VARIANTS[name])
     symmetrize = settings.pop("symmetrize", None)
@@ -164,7 +164,7 @@ def sampling_variant(name: str, model, data: dict, args) -> dict:
 
 def training_variant(name: str, data: dict, args) -> dict:
     from crysgen.config import load_train_config
-    from crysgen.sample import sample_crystals
+    from crysgen.sampling import sample_crystals
     from crysgen.checkpoint import load_model
     from crysgen.train import train
 

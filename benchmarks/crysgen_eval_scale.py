@@ -5,7 +5,7 @@ The sets are made as in ``benchmarks.crysgen_novelty`` (``crysgen.testing``: ran
 and perturbed polymorph supercells; the generated set holds new random cells and perturbed copies of training
 crystals), sized like the carbon set the issue was measured on: 2,032 training crystals (novelty), 2,030 test
 crystals (coverage, Wasserstein, space groups) and 1,000 generated. Everything ``crysgen evaluate`` computes is
-timed end to end in one call of ``crysgen.evaluate.evaluate_crystals`` with a process pool and an empty
+timed end to end in one call of ``crysgen.evaluation.evaluate_crystals`` with a process pool and an empty
 fingerprint cache: validity checks, CrystalNN fingerprints of both sets, coverage, uniqueness, novelty, space
 groups. ``--warm`` adds a second call with the now warm reference cache (what a rerun costs).
 
@@ -52,7 +52,7 @@ def build(args) -> tuple[list, list, list]:
 
 def main(argv=None) -> int:
     args = parse_args(argv)
-    from crysgen.evaluate import evaluate_crystals
+    from crysgen.evaluation import evaluate_crystals
 
     start = time.perf_counter()
     generated, train, test = build(args)
@@ -75,7 +75,7 @@ def main(argv=None) -> int:
         "data": f"crysgen.testing carbon: train {args.n_train} (novelty), test {args.n_test} (coverage), generated "
                 f"{args.n_generated} (20 % perturbed train copies, the rest random 6-24-atom P1 cells); seed "
                 f"{args.seed}; built in {build_s:.1f} s (not counted)",
-        "evaluation": "crysgen.evaluate.evaluate_crystals, dataset carbon_24 (COV cut-offs struct 0.2 / comp 4 as "
+        "evaluation": "crysgen.evaluation.evaluate_crystals, dataset carbon_24 (COV cut-offs struct 0.2 / comp 4 as "
                       "CDVAE), StructureMatcher defaults, every evaluator",
         "workers": args.workers,
         "cache": "an empty temporary fingerprint cache" + (", then the same one warm" if args.warm else ""),

@@ -69,7 +69,7 @@ def round_trip(model, structures: list) -> list:
 
 
 def throughput_only(args, model) -> int:
-    from crysgen.sample import sample_crystals
+    from crysgen.sampling import sample_crystals
 
     start = time.perf_counter()
     result = sample_crystals(model, args.num, steps=args.steps, seed=args.seed, batch_size=args.batch_size,
@@ -96,8 +96,8 @@ def main(argv=None) -> int:
     args.argv = argv
     from crysgen.checkpoint import load_model
     from crysgen.data import load_dataset
-    from crysgen.evaluate import evaluate_crystals
-    from crysgen.sample import SampleResult, sample_crystals, write_samples
+    from crysgen.evaluation import evaluate_crystals
+    from crysgen.sampling import SampleResult, sample_crystals, write_samples
     from crysgen.train import default_cache_dir
 
     model = load_model(args.checkpoint, args.device)
@@ -131,7 +131,7 @@ def main(argv=None) -> int:
         "evaluation_seconds": eval_seconds,
     }
     if args.chgnet > 0:
-        from crysgen.evaluate import composition_validity, structure_validity
+        from crysgen.evaluation import composition_validity, structure_validity
 
         valid = [s for s in result.structures
                  if s is not None and structure_validity(s) and composition_validity(s.composition)]

@@ -39,8 +39,8 @@ def main(argv=None) -> int:
     torch.set_num_threads(args.threads)
     from crysgen.checkpoint import load_model
     from crysgen.data import load_dataset
-    from crysgen.evaluate import evaluate_crystals
-    from crysgen.sample import sample_crystals
+    from crysgen.evaluation import evaluate_crystals
+    from crysgen.sampling import sample_crystals
     from crysgen.train import default_cache_dir
 
     model = load_model(args.checkpoint, "cpu")

@@ -29,7 +29,7 @@ def sample_smiles(checkpoint: str | None, n: int, seed: int, steps: int | None, 
     """Sampled SMILES (uncorrected molecules, "" where RDKit cannot write one) and sampling seconds; cached."""
     from graphgen.checkpoint import load_model
     from graphgen.cli import _default_model
-    from graphgen.sample import read_samples, sample_graphs, write_samples
+    from graphgen.sampling import read_samples, sample_graphs, write_samples
 
     path = work / f"samples_n{n}_seed{seed}_steps{steps or 'default'}.smi"
     timing = path.with_suffix(".seconds")

@@ -34,7 +34,7 @@ def run_seed(bundle, test_graphs: list, n: int, seed: int, steps: int | None, ba
              sampler: str | None = None) -> dict:
     """Sample ``n`` graphs with ``seed`` and score them against ``test_graphs`` (cached in ``work``)."""
     from graphgen.metrics import eval_graph_list
-    from graphgen.sample import sample_graphs, write_samples
+    from graphgen.sampling import sample_graphs, write_samples
 
     record_path = work / f"seed_{seed}.json"
     if record_path.is_file():

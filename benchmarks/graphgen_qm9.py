@@ -40,7 +40,7 @@ def load_bundle(checkpoint: str, data_dir: str | None, work: Path):
 def sample_batches(bundle, n: int, batch: int, seed: int, work: Path, threads: int, steps: int | None,
                    existing_only: bool = False, sampler: str | None = None, snr_x: float | None = None,
                    snr: float | None = None) -> dict:
-    from graphgen.sample import sample_graphs
+    from graphgen.sampling import sample_graphs
 
     work.mkdir(parents=True, exist_ok=True)
     n_batches = (n + batch - 1) // batch
@@ -115,7 +115,7 @@ def main(argv=None) -> int:
         torch.set_num_threads(args.threads)
     work = Path(args.work)
     work.mkdir(parents=True, exist_ok=True)
-    from graphgen.sample import resolve_snr
+    from graphgen.sampling import resolve_snr
 
     bundle = load_bundle(args.checkpoint, args.data_dir, work)
     sampler = bundle.config.sampler

@@ -27,7 +27,7 @@ def one_setting(bundle, n: int, seed: int, snr_x: float, snr: float) -> dict:
     from rdkit import Chem, RDLogger
 
     from graphgen.metrics import evaluate_molecules
-    from graphgen.sample import sample_graphs
+    from graphgen.sampling import sample_graphs
 
     RDLogger.DisableLog("rdApp.*")
     start = time.process_time()

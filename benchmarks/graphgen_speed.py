@@ -37,10 +37,10 @@ def reference_bundle(bundle, raw_model):
 
 
 def timed_sample(bundle, n: int, steps: int, seed: int, batch: int, reference: bool):
-    from graphgen.sample import sample_graphs
+    from graphgen.sampling import sample_graphs
 
     # the reference predates flush-to-zero while sampling; everything else is the same call
-    patch = (mock.patch("graphgen.sample.flush_denormal_mode", lambda enabled=True: contextlib.nullcontext())
+    patch = (mock.patch("graphgen.sampling.flush_denormal_mode", lambda enabled=True: contextlib.nullcontext())
              if reference else contextlib.nullcontext())
     with patch:
         start = time.perf_counter()

@@ -56,7 +56,7 @@ def cpu_flags() -> str:
 
 
 def run_ours(bundle, row, flags_sizes, seed, node_counts):
-    from graphgen.sample import resolve_preset, sample_graphs
+    from graphgen.sampling import resolve_preset, sample_graphs
 
     _, sampler, steps, precision = row
     options = (resolve_preset(bundle, "fast") if sampler == "fast"
@@ -113,7 +113,7 @@ def quality(x, adj, atom_types, per_seed_valid, data_dir, cache: Path, with_refe
 def run_dataset(args, dataset: str, bundle, checkpoint: str, rows: list[str], n: int, seeds: list[int],
                 node_counts, work: Path) -> list[dict]:
     from graphgen.metrics import evaluate_molecules
-    from graphgen.sample import draw_node_flags
+    from graphgen.sampling import draw_node_flags
 
     max_nodes, atom_types = bundle.config.data.max_node_num, bundle.config.atom_types
     counts = node_counts if node_counts is not None else bundle.node_counts

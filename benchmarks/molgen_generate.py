@@ -54,7 +54,7 @@ def _records(batch):
 
 def unconditional(generator, n: int, steps: list[int], seed: int, train_smiles: list[str], batch_size: int):
     from molgen.metrics import evaluate_molecules
-    from molgen.sample import generate
+    from molgen.sampling import generate
 
     rows, kept = [], None
     for k in steps:
@@ -77,7 +77,7 @@ def conditional(generator, data: str, props: list[str], n: int, steps: int, seed
     from molgen.metrics import check_molecule, ood_target, property_mae
     from molgen.relax import relax_molecules
     from molgen.pretrained import load_pretrained
-    from molgen.sample import generate
+    from molgen.sampling import generate
     from molgen.train_regressor import REPORTING_UNITS
     from shared.hooks import run_hook
 
@@ -202,7 +202,7 @@ def main(argv=None) -> int:
         torch.set_num_threads(args.threads)
     from molgen.checkpoint import load_generator
     from molgen.data import QM9Dataset
-    from molgen.sample import load_default_generator
+    from molgen.sampling import load_default_generator
     from molgen.train import default_qm9_path
 
     data = args.qm9 or str(default_qm9_path())

@@ -52,7 +52,7 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
     from molgen.checkpoint import load_generator
-    from molgen.sample import generate, load_default_generator
+    from molgen.sampling import generate, load_default_generator
 
     gen = load_default_generator() if args.checkpoint is None else load_generator(args.checkpoint)
     asked = XTB_PER_B3LYP * (args.high - args.low)

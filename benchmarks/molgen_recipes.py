@@ -102,7 +102,7 @@ def _judge(model_path: Path, n: int, data: str, time_power: float | None) -> dic
     from benchmarks.molgen_geometry import bond_statistics, chemist_windows
     from molgen.checkpoint import load_generator
     from molgen.metrics.soundness import molecule_soundness
-    from molgen.sample import generate
+    from molgen.sampling import generate
     from molgen.train import GeneratorDataset
 
     gen = load_generator(model_path)

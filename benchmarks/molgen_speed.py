@@ -73,7 +73,7 @@ def train_speed(gen, data: str, device, amp: bool, compile_: bool, steps: int, w
 
 
 def sample_speed(gen, device, amp: bool, n: int, steps: int):
-    from molgen.sample import generate
+    from molgen.sampling import generate
 
     start = time.perf_counter()
     out = generate(gen, n, seed=11, steps=steps, batch_size=64, device=device, amp=amp)
@@ -93,7 +93,7 @@ def main(argv=None) -> int:
     parser.add_argument("--name", default=None)
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
-    from molgen.sample import load_default_generator
+    from molgen.sampling import load_default_generator
     from molgen.metrics.soundness import molecule_soundness
 
     device = torch.device(args.device)

@@ -85,8 +85,8 @@ class CrysgenCampaign:
     def generate_shard(self, spec: CampaignSpec, index: int, seed: int, n: int) -> list[dict]:
         from pymatgen.symmetry.analyzer import SpacegroupAnalyzer
 
-        from crysgen.evaluate import composition_validity, structure_validity
-        from crysgen.sample import sample_crystals
+        from crysgen.evaluation import composition_validity, structure_validity
+        from crysgen.sampling import sample_crystals
 
         result = sample_crystals(_model(spec.model), n, steps=spec.steps, guidance=spec.target or None,
                                  guidance_scale=spec.guidance_scale, seed=seed, batch_size=n)

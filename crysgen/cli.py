@@ -140,7 +140,7 @@ def add_sample_parser(subparsers: argparse._SubParsersAction) -> argparse.Argume
 
 def _sample(args: argparse.Namespace) -> int:
     from crysgen.diffusion import SamplingError
-    from crysgen.sample import sample_crystals, write_samples
+    from crysgen.sampling import sample_crystals, write_samples
 
     if args.num < 1:
         raise UserError(f"-n must be >= 1, got {args.num}")
@@ -243,7 +243,7 @@ def add_evaluate_parser(subparsers: argparse._SubParsersAction) -> argparse.Argu
 def _evaluate(args: argparse.Namespace) -> int:
     from concurrent.futures import ProcessPoolExecutor
 
-    from crysgen.evaluate import evaluate_crystals
+    from crysgen.evaluation import evaluate_crystals
     from crysgen.train import default_cache_dir
     from shared.io import atomic_write_json
 

@@ -24,7 +24,7 @@ __all__ = ["UNFINISHED_MARKER", "SkippedStructure", "StructureSet", "read_struct
            "sample_metadata"]
 
 _SUMMARY_COLUMNS = {"index", "decoded"}
-UNFINISHED_MARKER = ".crysgen-sample-unfinished"  # in a sample directory while crysgen.sample writes it
+UNFINISHED_MARKER = ".crysgen-sample-unfinished"  # in a sample directory while crysgen.sampling writes it
 
 
 @dataclass(frozen=True)

@@ -98,7 +98,7 @@ class GraphgenCampaign:
         from rdkit import Chem, RDLogger
 
         from graphgen.metrics import canonical_smiles
-        from graphgen.sample import _mol_smiles, sample_graphs
+        from graphgen.sampling import _mol_smiles, sample_graphs
 
         bundle = _bundle(spec.model)
         out = sample_graphs(bundle, n, steps=spec.steps, seed=seed, batch_size=n)

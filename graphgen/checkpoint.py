@@ -98,6 +98,22 @@ def _from_run_dir(run_dir: Path) -> dict[str, Any]:
             "source": str(ckpt)}
 
 
+PRETRAINED_DIR = Path(__file__).parent / "pretrained"  # the embedded default model (QM9) and its manifest
+
+
+def default_model_path() -> Path:
+    """The embedded default model (QM9), as named by ``graphgen/pretrained/manifest.json``."""
+    manifest = PRETRAINED_DIR / "manifest.json"
+    if not manifest.is_file():
+        raise FileNotFoundError(f"no model given and no embedded default model ({manifest} is missing): pass a "
+                                "model file, a run directory or an imported GDSS model")
+    path = manifest.parent / json.loads(manifest.read_text())["file"]
+    if not path.is_file():
+        raise FileNotFoundError(f"the embedded default model {path} named in {manifest} is missing: reinstall "
+                                "scoregen or pass a model file")
+    return path
+
+
 def load_model(path: str | os.PathLike, *, use_ema: bool | None = None,
                device: str | torch.device = "cpu") -> ModelBundle:
     """Load a model file or a training run directory. ``use_ema=None`` follows ``config.sampler.use_ema``."""

@@ -77,26 +77,18 @@ def add_train_parser(subparsers: argparse._SubParsersAction) -> argparse.Argumen
     return parser
 
 
-PRETRAINED_DIR = Path(__file__).parent / "pretrained"  # the embedded default model (QM9) and its manifest
-
-
 def _default_model() -> Path:
-    manifest = PRETRAINED_DIR / "manifest.json"
-    if not manifest.is_file():
-        raise UserError(f"no CHECKPOINT given and no embedded default model yet ({manifest} is missing): pass a "
-                        "model file, a run directory or an imported GDSS model")
-    import json
+    from graphgen.checkpoint import default_model_path
 
-    path = manifest.parent / json.loads(manifest.read_text())["file"]
-    if not path.is_file():
-        raise UserError(f"the embedded default model {path} named in {manifest} is missing: reinstall scoregen "
-                        "or pass a CHECKPOINT")
-    return path
+    try:
+        return default_model_path()
+    except FileNotFoundError as err:
+        raise UserError(str(err)) from None
 
 
 def _sample(args: argparse.Namespace) -> int:
     from graphgen.checkpoint import load_model
-    from graphgen.sample import sample_graphs, write_samples
+    from graphgen.sampling import sample_graphs, write_samples
 
     device = resolve_device(args.device)
     bundle = load_model(args.checkpoint or _default_model(), use_ema=args.ema)
@@ -115,7 +107,7 @@ def _sample(args: argparse.Namespace) -> int:
                                           bundle.config.data.max_node_num)
         except FileNotFoundError as err:
             raise UserError(f"{NO_NODE_COUNTS} ({err})") from None
-    from graphgen.sample import resolve_preset
+    from graphgen.sampling import resolve_preset
 
     if args.preset == "fast" and bundle.config.data.name != "QM9":
         print(f"warning: --preset fast was validated on QM9 only; on community-small it raised the clustering MMD "
@@ -194,34 +186,19 @@ def dataset_name(text: str) -> str:
 
 
 def _evaluate(args: argparse.Namespace) -> int:
-    from graphgen.diffusion import MOLECULE_DATASETS, DataConfig
-    from graphgen.sample import read_samples
-    from graphgen.train import load_test_data
+    from graphgen.evaluation import evaluate_samples
+    from graphgen.sampling import read_samples
     from shared.io import atomic_write_json
 
     items, is_molecule = read_samples(args.samples)
-    if is_molecule != (args.dataset in MOLECULE_DATASETS):
-        raise UserError(f"{args.samples} holds {'molecules' if is_molecule else 'graphs'} but dataset "
-                        f"{args.dataset} is {'a molecule set' if args.dataset in MOLECULE_DATASETS else 'graphs'}")
-    reference, train_smiles, skipped = None, None, None
-    if is_molecule and resolve_data_dir(args.data_dir) is None:
-        skipped = "no --data-dir / $SCOREGEN_DATA"
-    elif is_molecule:
-        try:
-            reference, train_smiles = load_test_data(DataConfig(name=args.dataset), args.data_dir)
-        except FileNotFoundError as err:
-            skipped = str(err)
-    else:
-        reference, train_smiles = load_test_data(DataConfig(name=args.dataset), args.data_dir)
+    try:
+        metrics, reference, skipped = evaluate_samples(items, is_molecule, args.dataset, data_dir=args.data_dir,
+                                                       fcd=not args.no_fcd, device=str(resolve_device(args.device)))
+    except ValueError as err:
+        raise UserError(f"{args.samples}: {err}") from None
     if skipped:
         # validity, uniqueness, fragments and atom statistics need no reference data; novelty and FCD do
         print(f"note: novelty and FCD skipped (they need the {args.dataset} splits): {skipped}", file=sys.stderr)
-    if is_molecule:
-        metrics = _molecule_metrics(items, reference, train_smiles, args)
-    else:
-        from graphgen.metrics import eval_graph_list
-
-        metrics = eval_graph_list(reference, items)
     if args.dft is not None:
         if not is_molecule:
             raise UserError("--dft needs molecules; the samples are graphs")
@@ -266,26 +243,6 @@ def _evaluation_plots(items: list, reference: list | None, is_molecule: bool, ar
     clustering = {k: [c for g in v for c in nx.clustering(g).values()] for k, v in sets.items()}
     return [histogram_comparison(degrees, "node degree", out / "degree.png", discrete=True),
             histogram_comparison(clustering, "clustering coefficient", out / "clustering.png", bins=20)]
-
-
-def _molecule_metrics(smiles: list[str], test_smiles: list[str] | None, train_smiles: list[str] | None,
-                      args: argparse.Namespace) -> dict:
-    from graphgen.metrics import canonical_smiles, novelty, uniqueness
-
-    valid = [s for s in (canonical_smiles(s) if s else None for s in smiles) if s]
-    from graphgen.metrics import molecule_statistics
-
-    metrics = {"validity_wo_correction": len(valid) / max(len(smiles), 1),
-               "uniqueness": uniqueness(valid) if valid else 0.0}
-    if valid:
-        metrics.update(molecule_statistics(valid))
-    if train_smiles is not None:
-        metrics["novelty"] = novelty(valid, train_smiles) if valid else 0.0
-    if valid and test_smiles is not None and not args.no_fcd:
-        from graphgen.metrics import fcd_score
-
-        metrics["fcd"] = fcd_score(valid, test_smiles, device=str(resolve_device(args.device)))
-    return metrics
 
 
 def _dft_metrics(smiles: list[str], args: argparse.Namespace) -> dict:
@@ -460,7 +417,7 @@ def _print_distributions(summary: dict, label: str) -> None:
 
 def _dft(args: argparse.Namespace) -> int:
     from graphgen.dft import compare_distributions, molblock, plot_property_histograms, property_values, readable
-    from graphgen.sample import read_samples
+    from graphgen.sampling import read_samples
     from shared.io import atomic_write_json, atomic_write_text
 
     items, is_molecule = read_samples(args.file, warn=lambda message: None)  # bad records are reported below

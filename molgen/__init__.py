@@ -20,9 +20,11 @@ _LAZY = {
     "ConditioningConfig": "molgen.conditioning",
     "FlowConfig": "molgen.flow", "SamplerConfig": "molgen.flow", "sample_molecules": "molgen.flow",
     "Generator": "molgen.checkpoint", "load_generator": "molgen.checkpoint", "save_generator": "molgen.checkpoint",
-    "Generated": "molgen.sample", "generate": "molgen.sample", "load_default_generator": "molgen.sample",
-    "write_sdf": "molgen.sample",
+    "Generated": "molgen.sampling", "generate": "molgen.sampling", "load_default_generator": "molgen.sampling",
+    "write_sdf": "molgen.sampling",
     "GeneratorTrainConfig": "molgen.train", "MolListDataset": "molgen.train", "train_generator": "molgen.train",
+    # the model -> samples contract shared by all three domains (shared.contract)
+    "load_model": "molgen.api", "sample": "molgen.api", "evaluate": "molgen.api",
 }
 
 

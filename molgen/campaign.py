@@ -52,7 +52,7 @@ _REFERENCE: dict[str, set] = {}
 def _generator(model: str):
     if model not in _GENERATORS:
         from molgen.checkpoint import load_generator
-        from molgen.sample import load_default_generator
+        from molgen.sampling import load_default_generator
 
         _GENERATORS[model] = load_default_generator() if model == "default" else load_generator(model)
     return _GENERATORS[model]
@@ -112,7 +112,7 @@ class MolgenCampaign:
     # --- validation ------------------------------------------------------------------------------------------
 
     def validate(self, spec: CampaignSpec) -> None:
-        from molgen.sample import canonical_property, check_condition
+        from molgen.sampling import canonical_property, check_condition
 
         unknown = sorted(set(spec.filters) - set(FILTERS))
         if unknown:
@@ -172,7 +172,7 @@ class MolgenCampaign:
 
         from molgen.metrics.chemistry import check_molecule
         from molgen.metrics.geometry import geometry_checks
-        from molgen.sample import canonical_property, generate
+        from molgen.sampling import canonical_property, generate
 
         target = {canonical_property(k): v for k, v in spec.target.items()}
         method = _relax_method(spec)
@@ -231,7 +231,7 @@ class MolgenCampaign:
                 f"({name}, eV per molecule) and heavy-atom RMSD between the generated and relaxed geometry."]
 
     def report_columns(self, spec: CampaignSpec) -> list[str]:
-        from molgen.sample import canonical_property
+        from molgen.sampling import canonical_property
 
         verified = []
         for method in spec.verify:
@@ -246,7 +246,7 @@ class MolgenCampaign:
 
     def verification(self, spec: CampaignSpec, method: str):
         from molgen.hooks import PySCFHook, XTBHook
-        from molgen.sample import canonical_property
+        from molgen.sampling import canonical_property
 
         if method == "regressor":
             props = tuple(canonical_property(p) for p in spec.target) or ("gap",)
@@ -257,7 +257,7 @@ class MolgenCampaign:
     def rank_value(self, spec: CampaignSpec, candidate: dict) -> float | None:
         if spec.rank_by is None:
             return None
-        from molgen.sample import canonical_property
+        from molgen.sampling import canonical_property
 
         method, _, prop = spec.rank_by.partition(":")
         key = prop if prop == "energy" else canonical_property(prop)
@@ -299,7 +299,7 @@ class MolgenCampaign:
     def _achieved(self, spec: CampaignSpec, candidates: list[dict]) -> tuple[dict, dict]:
         """Per targeted property, the verified values of the filtered candidates and the verifier that gave them
         (the first that reports it: regressor, then b3lyp, then xtb)."""
-        from molgen.sample import canonical_property
+        from molgen.sampling import canonical_property
 
         out, judges = {}, {}
         for name in spec.target:

@@ -380,7 +380,7 @@ def _sample(args: argparse.Namespace) -> int:
     import dataclasses
 
     from molgen.checkpoint import load_generator
-    from molgen.sample import canonical_property, generate, load_default_generator, write_sdf
+    from molgen.sampling import canonical_property, generate, load_default_generator, write_sdf
     from shared.cli_common import resolve_device
 
     out = Path(args.out)

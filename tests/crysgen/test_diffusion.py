@@ -136,8 +136,8 @@ def test_bad_arguments():
 def test_bf16_sampling_stays_close_to_fp32_and_returns_fp32():
     model = _denoiser()
     fp32 = _sample(model)
-    bf16 = sample_matrices(model, 3, ENCODER.shape, DiffusionConfig(steps=4), generator=torch.Generator().manual_seed(7),
-                           precision="bf16")
+    bf16 = sample_matrices(model, 3, ENCODER.shape, DiffusionConfig(steps=4),
+                           generator=torch.Generator().manual_seed(7), precision="bf16")
     assert bf16.samples.dtype == torch.float32 and bf16.nfe == fp32.nfe
     assert torch.all(bf16.samples[:, model.padding_mask] == -1.0)
     real = ~model.padding_mask

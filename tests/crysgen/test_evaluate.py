@@ -11,7 +11,7 @@ pytest.importorskip("pymatgen")
 pytest.importorskip("smact")
 from pymatgen.core import Composition, Lattice, Structure  # noqa: E402
 
-from crysgen.evaluate import (  # noqa: E402
+from crysgen.evaluation import (  # noqa: E402
     CrystalBatch,
     comp_stats,
     composition_validity,
@@ -272,7 +272,7 @@ def test_fingerprints_with_one_tessellation_per_crystal_are_matminers():
     pytest.importorskip("matminer")
     from pymatgen.core import local_env
 
-    from crysgen.evaluate import site_fingerprints
+    from crysgen.evaluation import site_fingerprints
     from crysgen.testing import carbon_set
 
     structures = carbon_set(12, seed=3) + [rocksalt(), perovskite(), perovskite(4.1, "Ba", "Zr")]

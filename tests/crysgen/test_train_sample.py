@@ -11,7 +11,7 @@ from crysgen.checkpoint import load_model
 from crysgen.diffusion import CrystalDenoiser, DiffusionConfig, make_loss_fn
 from crysgen.model import UNet1D, UNetConfig
 from crysgen.representation import CrystalEncoder
-from crysgen.sample import sample_crystals, write_samples
+from crysgen.sampling import sample_crystals, write_samples
 from crysgen.train import load_train_config, train
 from shared.training import Trainer, TrainerConfig
 

@@ -5,7 +5,7 @@ import json
 import pytest
 
 from graphgen.cli import main
-from graphgen.sample import read_samples
+from graphgen.sampling import read_samples
 
 TINY = ["data.name=synthetic_community", "data.num_graphs=16", "data.max_node_num=12", "data.max_feat_num=6",
         "data.batch_size=8", "train.max_steps=4", "model.depth=2", "model.nhid=8", "model.adim=8",

@@ -7,7 +7,7 @@ import torch
 from graphgen.checkpoint import import_gdss, load_model, save_model
 from graphgen.gdss_import import GDSSImportError, read_gdss_checkpoint
 from graphgen.models import ScoreNetworkA, ScoreNetworkX, ScoreNetworkX_GMH
-from graphgen.sample import sample_graphs
+from graphgen.sampling import sample_graphs
 
 NETWORKS = {"ScoreNetworkX": ScoreNetworkX, "ScoreNetworkX_GMH": ScoreNetworkX_GMH, "ScoreNetworkA": ScoreNetworkA}
 NAMES = ["qm9", "community_small", "grid"]

@@ -82,7 +82,7 @@ def test_node_score_is_masked_and_padding_does_not_leak():
 @pytest.mark.parametrize("name", ["x", "x_gmh", "adj"])
 @pytest.mark.parametrize("time_conditioned", [False, True])
 def test_outputs_do_not_depend_on_the_amount_of_padding(name, time_conditioned):
-    """Cropping padded nodes away (graphgen.sample crops each batch to its largest graph) changes nothing."""
+    """Cropping padded nodes away (graphgen.sampling crops each batch to its largest graph) changes nothing."""
     if name == "x_gmh" and time_conditioned:
         pytest.skip("ScoreNetworkX_GMH has no time-conditioned variant")
     net = _networks(time_conditioned)[name]

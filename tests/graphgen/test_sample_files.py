@@ -8,7 +8,7 @@ import json
 import pytest
 
 from graphgen.cli import main
-from graphgen.sample import read_samples
+from graphgen.sampling import read_samples
 
 pytest.importorskip("rdkit")
 

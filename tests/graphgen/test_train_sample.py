@@ -11,7 +11,7 @@ from rdkit import Chem
 from graphgen.checkpoint import ModelBundle, load_model
 from graphgen.data import MoleculeDataset, smiles_to_molecule_data
 from graphgen.diffusion import GraphGenConfig, build_model
-from graphgen.sample import draw_node_flags, read_samples, sample_graphs, write_samples
+from graphgen.sampling import draw_node_flags, read_samples, sample_graphs, write_samples
 from graphgen.train import train
 from shared.config import load_config
 
@@ -235,7 +235,7 @@ def test_bf16_networks_give_close_scores_and_keep_the_state_fp32(trained):
 
 
 def test_fast_preset_scales_the_models_corrector_noise_and_explicit_options_win(trained):
-    from graphgen.sample import resolve_preset
+    from graphgen.sampling import resolve_preset
 
     bundle = load_model(trained[1])
     fast = resolve_preset(bundle, "fast")

@@ -17,7 +17,7 @@ from rdkit.Chem import AllChem  # noqa: E402
 
 from molgen.checkpoint import load_generator  # noqa: E402
 from molgen.cli import main  # noqa: E402
-from molgen.sample import generate, write_sdf  # noqa: E402
+from molgen.sampling import generate, write_sdf  # noqa: E402
 from molgen.train import GeneratorTrainConfig, MolListDataset, train_generator  # noqa: E402
 from shared.config import load_config  # noqa: E402
 

@@ -10,7 +10,7 @@ pytest.importorskip("torch_geometric")
 
 from molgen.metrics import evaluate_molecules  # noqa: E402
 from molgen.pretrained import read_generator_manifest  # noqa: E402
-from molgen.sample import generate, load_default_generator  # noqa: E402
+from molgen.sampling import generate, load_default_generator  # noqa: E402
 
 
 @pytest.fixture(scope="module")

@@ -247,7 +247,7 @@ def test_interrupt_while_writing_leaves_the_old_file_and_no_temporary(tmp_path, 
     """Ctrl-C in the middle of writing samples: the final name keeps its old contents, the temporary is removed."""
     from rdkit import Chem
 
-    from graphgen.sample import write_samples
+    from graphgen.sampling import write_samples
 
     target = tmp_path / "mols.smi"
     target.write_text(OLD)

@@ -63,6 +63,15 @@ class Generated:
     def mols(self) -> list:
         return self.batch.to_mols(sanitize=False)
 
+    @property
+    def items(self) -> list:
+        """The molecules as RDKit ``Mol`` objects (3D, unsanitised: nothing altered)."""
+        return self.mols()
+
+    def write(self, path: str | os.PathLike) -> Path:
+        """SDF with targets (and relaxation fields when relaxed), atomically; see :func:`write_sdf`."""
+        return write_sdf(self, path)
+
 
 def load_default_generator(map_location="cpu") -> Generator:
     from molgen.pretrained import pretrained_generator_path

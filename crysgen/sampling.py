@@ -47,6 +47,18 @@ class SampleResult:
     def n_decoded(self) -> int:
         return sum(s is not None for s in self.structures)
 
+    @property
+    def items(self) -> list:
+        """The crystals as pymatgen ``Structure`` objects (None where a matrix decoded to no crystal)."""
+        return self.structures
+
+    def __len__(self) -> int:
+        return len(self.structures)
+
+    def write(self, path: str | os.PathLike) -> Path:
+        """CIFs, ``summary.csv`` and ``sampling.json`` in the folder ``path``; see :func:`write_samples`."""
+        return write_samples(self, path)
+
 
 def sample_crystals(checkpoint: str | os.PathLike | CrystalModel | None = None, n: int = 100, *,
                     steps: int | None = None, guidance: dict[str, float] | None = None,
@@ -153,7 +165,7 @@ def summary_rows(structures: list, validity: bool = True, symmetrized: list[bool
     from crysgen.symmetry import space_group_number
 
     if validity:
-        from crysgen.evaluate import composition_validity, structure_validity
+        from crysgen.evaluation import composition_validity, structure_validity
     rows = []
     for index, s in enumerate(structures):
         row: dict[str, Any] = {"index": index, "decoded": s is not None}
