@@ -11,29 +11,37 @@ import torch
 from shared.contract import resolve_model_path
 from shared.numerics import resolve_precision
 
-__all__ = ["evaluate", "load_model", "sample"]
+__all__ = ["evaluate", "generator_path", "load_model", "sample"]
+
+
+def generator_path(path: str | os.PathLike | None = None):
+    """The generator file ``load_model(path)`` reads: the embedded one, the file, or a run folder's model.pt."""
+    from molgen.pretrained import pretrained_generator_path
+
+    return resolve_model_path(path, pretrained_generator_path)
 
 
 def load_model(path: str | os.PathLike | None = None, *, device: str | torch.device = "cpu"):
     """The embedded QM9 generator (None), a generator file (``model.pt``) or a training run folder."""
     from molgen.checkpoint import load_generator
-    from molgen.pretrained import pretrained_generator_path
 
-    return load_generator(resolve_model_path(path, pretrained_generator_path), device)
+    return load_generator(generator_path(path), device)
 
 
 def sample(model, n: int = 100, *, seed: int = 0, steps: int | None = None, condition: dict[str, float] | None = None,
            guidance_scale: float = 1.0, precision: str = "fp32", eta: float | None = None,
-           temperature: float | None = None, device: str | torch.device = "cpu", **options: Any):
+           temperature: float | None = None, purity: bool | None = None, device: str | torch.device = "cpu",
+           **options: Any):
     """``n`` 3D molecules (a :class:`molgen.sampling.Generated`: ``.items`` are RDKit Mols, ``.write(path)`` SDF).
 
     ``condition``: property targets in QM9 units (e.g. ``{"gap": 4.5}``), with classifier-free ``guidance_scale``;
-    ``eta``/``temperature`` override the generator's sampler settings; ``options`` go to
+    ``eta``/``temperature``/``purity`` override the generator's sampler settings (the one place where they are
+    settled; ``steps`` is applied by ``generate``); ``options`` go to
     :func:`molgen.sampling.generate` (batch_size, relax, regressors, progress, ...)."""
     from molgen.sampling import canonical_property, generate
 
     sampler = model.sampler
-    changes = {k: v for k, v in (("eta", eta), ("temperature", temperature)) if v is not None}
+    changes = {k: v for k, v in (("eta", eta), ("temperature", temperature), ("purity", purity)) if v is not None}
     if changes:
         sampler = dataclasses.replace(sampler, **changes)
     condition = {canonical_property(k): v for k, v in (condition or {}).items()}

@@ -359,6 +359,9 @@ def add_sample_parser(subparsers: argparse._SubParsersAction) -> argparse.Argume
     parser.add_argument("--temperature", type=positive_float, default=None,
                         help="temperature on predicted probabilities")
     parser.add_argument("--purity", action="store_true", help="purity sampling (most confident tokens first)")
+    parser.add_argument("--precision", choices=("fp32", "bf16", "auto"), default="fp32",
+                        help="the network's precision: fp32 (default), bf16 autocast (the integrator stays fp32) or "
+                             "auto (bf16 where the CPU/GPU has it natively)")
     parser.add_argument("--relax", choices=("mmff", "xtb"), default=None,
                         help="relax each valid, connected, closed-shell molecule (MMFF94 or GFN2-xTB); its SDF record "
                              "gets relax_status, relax_energy_eV, relax_heavy_rmsd_A and relax_bonding_changed")
@@ -377,10 +380,8 @@ def _parse_conditions(items: list[str]) -> dict[str, float]:
 
 
 def _sample(args: argparse.Namespace) -> int:
-    import dataclasses
-
-    from molgen.checkpoint import load_generator
-    from molgen.sampling import canonical_property, generate, load_default_generator, write_sdf
+    from molgen.api import generator_path, load_model, sample
+    from molgen.sampling import canonical_property, write_sdf
     from shared.cli_common import resolve_device
 
     out = Path(args.out)
@@ -393,31 +394,21 @@ def _sample(args: argparse.Namespace) -> int:
     if args.workers < 1:
         raise ValueError(f"--workers must be >= 1, got {args.workers}")
     device = resolve_device(args.device)
-    if args.checkpoint is None:
-        generator = load_default_generator(device)
-        source = "embedded default"
-    else:
-        path = Path(args.checkpoint)
-        path = path / "model.pt" if path.is_dir() else path
-        generator = load_generator(path, device)
-        source = str(path)
+    generator = load_model(args.checkpoint, device=device)
+    source = "embedded default" if args.checkpoint is None else str(generator_path(args.checkpoint))
     condition = {canonical_property(k): v for k, v in _parse_conditions(args.condition).items()}
-    sampler = generator.sampler
-    changes = {k: v for k, v in (("eta", args.eta), ("temperature", args.temperature)) if v is not None}
-    if args.purity:
-        changes["purity"] = True
-    if changes:
-        sampler = dataclasses.replace(sampler, **changes)
     regressors = None
     if args.regressor_guidance:
         from molgen.pretrained import load_pretrained
 
         regressors = {k: load_pretrained(k) for k in condition}
-    result = generate(generator, args.num, condition=condition, guidance_scale=args.guidance_scale,
-                      steps=args.steps, seed=args.seed, batch_size=args.batch_size, sampler=sampler, device=device,
-                      regressors=regressors, regressor_scale=args.regressor_guidance,
-                      progress=not args.no_progress, relax=args.relax, drop_unsound=args.drop_unsound,
-                      relax_workers=args.workers)
+    result = sample(generator, args.num, condition=condition, guidance_scale=args.guidance_scale,
+                    steps=args.steps, seed=args.seed, eta=args.eta, temperature=args.temperature,
+                    purity=True if args.purity else None, precision=args.precision, batch_size=args.batch_size,
+                    device=device,
+                    regressors=regressors, regressor_scale=args.regressor_guidance,
+                    progress=not args.no_progress, relax=args.relax, drop_unsound=args.drop_unsound,
+                    relax_workers=args.workers)
     write_sdf(result, out)
     target = ", ".join(f"{k}={v:g}" for k, v in condition.items()) or "unconditional"
     dropped = f", {result.nonfinite} dropped (NaN)" if result.nonfinite else ""

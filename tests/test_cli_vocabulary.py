@@ -21,9 +21,11 @@ def _option(parser: argparse.ArgumentParser, flag: str) -> argparse.Action:
 @pytest.mark.parametrize("domain", ["graphgen", "molgen", "crysgen"])
 def test_sample_speaks_the_same_words(domain):
     sample = _subparser(domain, "sample")
-    for flag in ("-n", "--num", "--out", "--steps", "--seed", "--batch-size", "--device", "--no-progress"):
+    for flag in ("-n", "--num", "--out", "--steps", "--seed", "--batch-size", "--device", "--no-progress",
+                 "--precision"):
         assert flag in sample._option_string_actions, f"{domain} sample lacks {flag}"
     assert _option(sample, "-n").default == 100 and not _option(sample, "-n").required
+    assert set(_option(sample, "--precision").choices) == {"fp32", "bf16", "auto"}
 
 
 @pytest.mark.parametrize("domain", ["molgen", "crysgen"])
