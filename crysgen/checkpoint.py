@@ -25,10 +25,9 @@ import torch
 from crysgen.config import CrysgenConfig, build_denoiser, load_train_config
 from crysgen.diffusion import CrystalDenoiser
 from crysgen.representation import CrystalEncoder, MatrixScaler
+from shared.model_file import read_model_file, write_model_file
 from shared.conditions import check_target_range
 from shared.config import config_to_dict
-from shared.io import atomic_torch_save
-from shared.safe_load import safe_torch_load
 
 __all__ = ["CrystalModel", "PRETRAINED_DIR", "SAMPLER_KEYS", "default_checkpoint", "export_run", "load_model",
            "sampler_defaults_path", "save_model"]
@@ -102,7 +101,7 @@ def save_model(path: str | os.PathLike, *, weights: dict[str, torch.Tensor], con
                 float(tensor.detach().abs().max()) > float(torch.finfo(torch.float16).max):
             raise ValueError(f"weight {name} exceeds the float16 range; save it as float32")
     payload = {
-        "format": FORMAT, "version": VERSION, "config": config_to_dict(config),
+        "config": config_to_dict(config),
         "encoder": {"n_elements": encoder.n_elements, "max_sites": encoder.max_sites, "origin": encoder.origin,
                     "lattice": encoder.lattice},
         "scaler": scaler.state_dict(), "properties": dict(properties),
@@ -110,7 +109,7 @@ def save_model(path: str | os.PathLike, *, weights: dict[str, torch.Tensor], con
                     for k, v in weights.items()},
         "meta": config_to_dict(meta or {}),
     }
-    return atomic_torch_save(payload, path)
+    return write_model_file(path, payload, format=FORMAT, version=VERSION, domain="crysgen")
 
 
 def load_model(path: str | os.PathLike | None = None, device: str | torch.device = "cpu") -> CrystalModel:
@@ -120,12 +119,8 @@ def load_model(path: str | os.PathLike | None = None, device: str | torch.device
         path = path / "model.pt"
     if not path.is_file():
         raise FileNotFoundError(f"crysgen checkpoint not found: {path}")
-    payload = safe_torch_load(path, "crysgen model file")
-    if not isinstance(payload, dict) or payload.get("format") != FORMAT:
-        raise ValueError(f"{path} is not a crysgen model checkpoint (a trainer checkpoint? use the run "
-                         f"directory's model.pt)")
-    if payload["version"] > VERSION:
-        raise ValueError(f"{path} has version {payload['version']}; this crysgen reads up to {VERSION}")
+    payload = read_model_file(path, format=FORMAT, max_version=VERSION, what="crysgen model file",
+                              hint="a trainer checkpoint? use the run directory's model.pt")
     config = load_train_config(payload["config"])
     meta = dict(payload["meta"])
     sidecar = sampler_defaults_path(path)

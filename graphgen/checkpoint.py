@@ -19,10 +19,9 @@ import torch
 
 from graphgen.diffusion import GraphGenConfig, GraphScoreModel, build_model
 from graphgen.gdss_import import GDSSImportError, read_gdss_checkpoint
+from shared.model_file import read_model_file, write_model_file
 from shared.numerics import flush_denormals_
 from shared.config import ConfigError, config_from_dict, config_to_dict, load_config
-from shared.io import atomic_torch_save
-from shared.safe_load import safe_torch_load
 
 __all__ = ["ModelBundle", "save_model", "load_model", "import_gdss", "gdss_config_to_config", "GDSS_SAMPLERS"]
 
@@ -66,20 +65,15 @@ def save_model(path: str | os.PathLike, config: GraphGenConfig, model: GraphScor
         if unknown:
             raise ValueError(f"EMA weights for unknown parameters {unknown[:3]}")
         ema_state = {k: v.detach().cpu() for k, v in ema_state.items()}
-    payload = {"format": FORMAT, "format_version": FORMAT_VERSION, "config": config_to_dict(config),
-               "model": state, "ema": ema_state,
+    payload = {"config": config_to_dict(config), "model": state, "ema": ema_state,
                "node_counts": None if node_counts is None else node_counts.detach().cpu().to(torch.int64),
                "source": str(source)}
-    return atomic_torch_save(payload, path)
+    return write_model_file(path, payload, format=FORMAT, version=FORMAT_VERSION, domain="graphgen")
 
 
 def _read_model_file(path: Path) -> dict[str, Any]:
-    payload = safe_torch_load(path, "graphgen model file")
-    if not isinstance(payload, dict) or payload.get("format") != FORMAT:
-        raise ValueError(f"{path} is not a graphgen model file (for a GDSS .pth use 'graphgen import-gdss')")
-    if payload["format_version"] > FORMAT_VERSION:
-        raise ValueError(f"{path} has format version {payload['format_version']}; this code reads {FORMAT_VERSION}")
-    return payload
+    return read_model_file(path, format=FORMAT, max_version=FORMAT_VERSION, what="graphgen model file",
+                           hint="for a GDSS .pth use 'graphgen import-gdss'")
 
 
 def _from_run_dir(run_dir: Path) -> dict[str, Any]:

@@ -16,13 +16,13 @@ import torch
 from molgen.atom_counts import AtomCountDistribution
 from molgen.flow import FlowConfig, SamplerConfig
 from molgen.model import FlowNetConfig, MolFlowNet
+from shared.model_file import read_model_file, write_model_file
 from shared.config import config_from_dict, config_to_dict
-from shared.io import atomic_torch_save
-from shared.safe_load import safe_torch_load
 
 __all__ = ["FORMAT", "Generator", "save_generator", "load_generator"]
 
-FORMAT = "molgen-generator-v1"
+FORMAT = "molgen-generator-v1"  # the name predates the shared header's format_version
+FORMAT_VERSION = 1
 
 
 @dataclass
@@ -48,20 +48,18 @@ class Generator:
 def save_generator(path: str | os.PathLike, model: MolFlowNet, flow: FlowConfig, sampler: SamplerConfig,
                    atom_counts: AtomCountDistribution, state_dict: dict | None = None, **metadata: Any) -> Path:
     state = {k: v.detach().cpu() for k, v in (state_dict or model.state_dict()).items()}
-    payload = {"format": FORMAT, "model_config": config_to_dict(model.config), "flow": config_to_dict(flow),
+    payload = {"model_config": config_to_dict(model.config), "flow": config_to_dict(flow),
                "sampler": config_to_dict(sampler), "state_dict": state, "atom_counts": atom_counts.state_dict(),
                "metadata": metadata}
-    return atomic_torch_save(payload, path)
+    return write_model_file(path, payload, format=FORMAT, version=FORMAT_VERSION, domain="molgen")
 
 
 def load_generator(path: str | os.PathLike, map_location: str | torch.device = "cpu") -> Generator:
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"generator file not found: {path}")
-    payload = safe_torch_load(path, f"molgen generator file ({FORMAT})", map_location=map_location)
-    if not isinstance(payload, dict) or payload.get("format") != FORMAT:
-        what = payload.get("format", "a dict without a format tag") if isinstance(payload, dict) else type(payload)
-        raise ValueError(f"{path} is not a molgen generator ({FORMAT}); it holds {what}")
+    payload = read_model_file(path, format=FORMAT, max_version=FORMAT_VERSION, what="molgen generator file",
+                              hint="molgen train writes generators (RUN/model.pt)", map_location=map_location)
     config = config_from_dict(FlowNetConfig, payload["model_config"])
     model = MolFlowNet(config)
     model.load_state_dict(payload["state_dict"])

@@ -83,3 +83,28 @@ def test_evaluate_takes_samples_or_their_file(tmp_path):
     assert direct["validity_wo_correction"] == pytest.approx(from_file["validity_wo_correction"])
     report = molgen.evaluate(molgen.sample(molgen.load_model(), 2, seed=0, steps=3))
     assert "metrics" in report and report["metrics"]
+
+
+def test_model_files_share_one_header(tmp_path):
+    import torch
+
+    from shared.model_file import read_model_file, write_model_file
+
+    path = write_model_file(tmp_path / "m.pt", {"weights": {"w": torch.ones(2)}}, format="demo", version=2,
+                            domain="demo")
+    payload = read_model_file(path, format="demo", max_version=2, what="demo model file")
+    assert (payload["format"], payload["format_version"], payload["domain"]) == ("demo", 2, "demo")
+    with pytest.raises(ValueError, match="is not a other model file: it holds format 'demo'; try this"):
+        read_model_file(path, format="other", max_version=1, what="other model file", hint="try this")
+    with pytest.raises(ValueError, match="format version 2.*up to version 1"):
+        read_model_file(path, format="demo", max_version=1, what="demo model file")
+    with pytest.raises(ValueError, match="reserved"):
+        write_model_file(tmp_path / "x.pt", {"format": "x"}, format="demo", version=1, domain="demo")
+    # the shipped files, written before the header was shared, still read (legacy version keys)
+    for name, fmt, version in (("graphgen", "scoregen.graphgen.model", 1), ("molgen", "molgen-generator-v1", 1),
+                               ("crysgen", "crysgen-model", 1)):
+        package = PACKAGES[name]
+        path = {"graphgen": graphgen.default_model_path, "crysgen": crysgen.default_checkpoint,
+                "molgen": lambda: __import__("molgen.pretrained", fromlist=["x"]).pretrained_generator_path()}[name]()
+        assert read_model_file(path, format=fmt, max_version=version, what="x")["format_version"] == version
+        assert package.load_model(path) is not None
