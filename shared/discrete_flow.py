@@ -17,6 +17,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from shared.tensors import per_sample
+
 __all__ = [
     "tempered_probs",
     "MaskingDiscreteFlow",
@@ -26,9 +28,6 @@ __all__ = [
     "sample_categorical",
 ]
 
-
-def _per_sample(v: Tensor, x: Tensor) -> Tensor:
-    return v.reshape(-1, *([1] * (x.dim() - 1)))
 
 
 def sample_categorical(probs: Tensor, generator: torch.Generator | None = None) -> Tensor:
@@ -97,7 +96,7 @@ class _DiscreteFlow:
     def sample_xt(self, x1: Tensor, t: Tensor, generator: torch.Generator | None = None) -> Tensor:
         """Draw ``x_t ~ p_t(. | x1)``: keep each variable with probability t, otherwise replace it by noise."""
         self._check(x1)
-        keep = torch.rand(x1.shape, generator=generator, device=x1.device) < _per_sample(t, x1).to(x1.device)
+        keep = torch.rand(x1.shape, generator=generator, device=x1.device) < per_sample(t, x1).to(x1.device)
         return torch.where(keep, x1, self._noise_like(x1, generator))
 
     def step(
@@ -114,7 +113,7 @@ class _DiscreteFlow:
             raise ValueError(f"method must be 'euler' or 'exponential', got {method!r}")
         rates = self.rates(x_t, probs, t)
         dt = torch.as_tensor(dt, device=rates.device, dtype=rates.dtype)
-        jump = rates * (_per_sample(dt, x_t).unsqueeze(-1) if dt.dim() else dt)
+        jump = rates * (per_sample(dt, x_t).unsqueeze(-1) if dt.dim() else dt)
         total = jump.sum(-1, keepdim=True)
         if method == "euler":
             jump = jump / total.clamp_min(1.0)
@@ -193,7 +192,7 @@ class MaskingDiscreteFlow(_DiscreteFlow):
     def rates(self, x_t: Tensor, probs: Tensor, t: Tensor) -> Tensor:
         if probs.shape != (*x_t.shape, self.num_classes):
             raise ValueError(f"probs must have shape {(*x_t.shape, self.num_classes)}, got {tuple(probs.shape)}")
-        tt = _per_sample(t, x_t).to(probs.dtype)
+        tt = per_sample(t, x_t).to(probs.dtype)
         masked = (x_t == self.mask_index).unsqueeze(-1)
         unmask = probs * ((1 + self.eta * tt) / (1 - tt).clamp_min(self.min_gap)).unsqueeze(-1)
         remask = torch.full_like(probs[..., :1], self.eta)
@@ -219,9 +218,9 @@ class MaskingDiscreteFlow(_DiscreteFlow):
             return super().step(x_t, probs, t, dt, generator, method)
         if probs.shape != (*x_t.shape, self.num_classes):
             raise ValueError(f"probs must have shape {(*x_t.shape, self.num_classes)}, got {tuple(probs.shape)}")
-        tt = _per_sample(t, x_t).to(probs.dtype)
+        tt = per_sample(t, x_t).to(probs.dtype)
         dt = torch.as_tensor(dt, device=probs.device, dtype=probs.dtype)
-        dt = _per_sample(dt, x_t) if dt.dim() else dt
+        dt = per_sample(dt, x_t) if dt.dim() else dt
         a = (1 + self.eta * tt) / (1 - tt).clamp_min(self.min_gap)
         b = torch.full_like(a, self.eta)
         s = a + b
@@ -249,7 +248,7 @@ class MaskingDiscreteFlow(_DiscreteFlow):
         """
         valid = torch.ones_like(x_t, dtype=torch.bool) if valid is None else valid
         masked = (x_t == self.mask_index) & valid
-        tt = _per_sample(t, x_t).to(probs.dtype)
+        tt = per_sample(t, x_t).to(probs.dtype)
         p_unmask = -torch.expm1(-dt * (1 + self.eta * tt) / (1 - tt).clamp_min(self.min_gap))
         flat = masked.flatten(1)
         expected = flat.sum(1).to(probs.dtype) * p_unmask.flatten()
@@ -286,7 +285,7 @@ class UniformDiscreteFlow(_DiscreteFlow):
     def rates(self, x_t: Tensor, probs: Tensor, t: Tensor) -> Tensor:
         if probs.shape != (*x_t.shape, self.num_classes):
             raise ValueError(f"probs must have shape {(*x_t.shape, self.num_classes)}, got {tuple(probs.shape)}")
-        tt = _per_sample(t, x_t).to(probs.dtype).unsqueeze(-1)
+        tt = per_sample(t, x_t).to(probs.dtype).unsqueeze(-1)
         k = self.num_classes
         p_here = probs.gather(-1, x_t.unsqueeze(-1))
         r = probs * (1 + self.eta * (1 + (k - 1) * tt)) / (1 - tt).clamp_min(self.min_gap) + self.eta * p_here

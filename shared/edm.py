@@ -13,6 +13,8 @@ from typing import Any, Callable, NamedTuple, Sequence
 import torch
 from torch import Tensor, nn
 
+from shared.tensors import per_sample
+
 __all__ = [
     "EDMCoefficients",
     "EDMPrecond",
@@ -26,10 +28,6 @@ __all__ = [
 
 Denoiser = Callable[..., Tensor]
 
-
-def _per_sample(v: Tensor, x: Tensor) -> Tensor:
-    """Reshape a ``(B,)`` tensor so that it broadcasts over the non-batch dims of ``x``."""
-    return v.reshape(-1, *([1] * (x.dim() - 1)))
 
 
 def _as_batch_sigma(sigma: Tensor | float, x: Tensor) -> Tensor:
@@ -76,8 +74,8 @@ class EDMPrecond(nn.Module):
     def forward(self, x: Tensor, sigma: Tensor | float, cond: Any = None, **kwargs: Any) -> Tensor:
         sigma = _as_batch_sigma(sigma, x)
         c = self.coefficients(sigma)
-        f = self.net(_per_sample(c.c_in, x) * x, c.c_noise, cond=cond, **kwargs)
-        return _per_sample(c.c_skip, x) * x + _per_sample(c.c_out, x) * f.to(x.dtype)
+        f = self.net(per_sample(c.c_in, x) * x, c.c_noise, cond=cond, **kwargs)
+        return per_sample(c.c_skip, x) * x + per_sample(c.c_out, x) * f.to(x.dtype)
 
 
 def _broadcast_mask(mask: Tensor, x: Tensor) -> Tensor:
@@ -128,13 +126,13 @@ class EDMLoss:
         if m is not None:
             noise = noise * m  # padded entries stay exactly zero, as in the data
         kwargs = {} if mask is None else {"mask": mask}
-        d = _call(denoiser, y + _per_sample(sigma, y) * noise, sigma, cond, **kwargs)
+        d = _call(denoiser, y + per_sample(sigma, y) * noise, sigma, cond, **kwargs)
         sq = (d - y) ** 2
         if m is None:
-            per_sample = sq.flatten(1).mean(1)
+            loss = sq.flatten(1).mean(1)
         else:
-            per_sample = (sq * m).flatten(1).sum(1) / m.flatten(1).sum(1).clamp_min(1.0)
-        return self.weight(sigma) * per_sample
+            loss = (sq * m).flatten(1).sum(1) / m.flatten(1).sum(1).clamp_min(1.0)
+        return self.weight(sigma) * loss
 
 
 def edm_sigma_steps(
@@ -240,7 +238,7 @@ def _edm_step(d_of, x, s_cur, s_next, gamma_max, S_min, S_max, S_noise, solver, 
 
 def score_from_denoiser(denoised: Tensor, x: Tensor, sigma: Tensor) -> Tensor:
     """Tweedie: ``grad log p(x; sigma) = (D(x; sigma) - x) / sigma^2`` for ``x = y + sigma n``."""
-    return (denoised - x) / _per_sample(_as_batch_sigma(sigma, x), x) ** 2
+    return (denoised - x) / per_sample(_as_batch_sigma(sigma, x), x) ** 2
 
 
 class DenoiserScore:
@@ -266,5 +264,5 @@ class DenoiserScore:
             std = torch.as_tensor(self.sde.marginal_std(t), device=x.device, dtype=x.dtype)
             scale = scale.expand_as(t)
             sigma = std.expand_as(t) / scale
-        y = x / _per_sample(scale, x)
-        return score_from_denoiser(_call(self.denoiser, y, sigma, cond), y, sigma) / _per_sample(scale, x)
+        y = x / per_sample(scale, x)
+        return score_from_denoiser(_call(self.denoiser, y, sigma, cond), y, sigma) / per_sample(scale, x)

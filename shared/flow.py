@@ -13,6 +13,8 @@ from typing import Any, Callable, Mapping, Sequence
 import torch
 from torch import Tensor
 
+from shared.tensors import per_sample
+
 __all__ = [
     "Interpolant",
     "LinearInterpolant",
@@ -27,9 +29,6 @@ __all__ = [
 State = Tensor | dict[str, Tensor]
 ScheduleFn = Callable[[Tensor], Tensor]
 
-
-def _per_sample(v: Tensor, x: Tensor) -> Tensor:
-    return v.reshape(-1, *([1] * (x.dim() - 1)))
 
 
 def _map(fn: Callable[..., Tensor], *states: State) -> State:
@@ -63,12 +62,12 @@ class Interpolant:
 
     def interpolate(self, x0: State, x1: State, t: Tensor) -> State:
         a, s = self.alpha(t), self.sigma(t)
-        return _map(lambda n, d: _per_sample(a, d) * d + _per_sample(s, d) * n, x0, x1)
+        return _map(lambda n, d: per_sample(a, d) * d + per_sample(s, d) * n, x0, x1)
 
     def velocity(self, x0: State, x1: State, t: Tensor) -> State:
         """Conditional velocity ``d x_t / dt = alpha'(t) x1 + sigma'(t) x0``."""
         da, ds = self.d_alpha(t), self.d_sigma(t)
-        return _map(lambda n, d: _per_sample(da, d) * d + _per_sample(ds, d) * n, x0, x1)
+        return _map(lambda n, d: per_sample(da, d) * d + per_sample(ds, d) * n, x0, x1)
 
     def velocity_from_x1(self, x1_hat: State, x_t: State, t: Tensor, min_sigma: float = 1e-4) -> State:
         """Marginal velocity of a model that predicts clean data: ``x0_hat = (x_t - alpha x1_hat) / sigma``.
@@ -79,8 +78,8 @@ class Interpolant:
         da, ds = self.d_alpha(t), self.d_sigma(t)
 
         def one(x1h: Tensor, xt: Tensor) -> Tensor:
-            x0_hat = (xt - _per_sample(a, xt) * x1h) / _per_sample(s, xt)
-            return _per_sample(da, xt) * x1h + _per_sample(ds, xt) * x0_hat
+            x0_hat = (xt - per_sample(a, xt) * x1h) / per_sample(s, xt)
+            return per_sample(da, xt) * x1h + per_sample(ds, xt) * x0_hat
 
         return _map(one, x1_hat, x_t)
 

@@ -15,6 +15,8 @@ from typing import Callable, Sequence
 import torch
 from torch import Tensor
 
+from shared.tensors import per_sample
+
 __all__ = ["expand_like", "SDE", "VPSDE", "SubVPSDE", "VESDE", "ReverseSDE"]
 
 ScoreFn = Callable[[Tensor, Tensor], Tensor]
@@ -24,7 +26,7 @@ def expand_like(v: Tensor, x: Tensor) -> Tensor:
     """View a ``(B,)`` tensor as ``(B, 1, ..., 1)`` so it broadcasts against ``x`` of shape ``(B, ...)``."""
     if v.dim() != 1 or v.shape[0] != x.shape[0]:
         raise ValueError(f"expected a (B,) tensor with B={x.shape[0]}, got shape {tuple(v.shape)}")
-    return v.reshape(-1, *([1] * (x.dim() - 1)))
+    return per_sample(v, x)
 
 
 def _check_t(t: Tensor) -> Tensor:
@@ -33,7 +35,7 @@ def _check_t(t: Tensor) -> Tensor:
     return t
 
 
-def _per_sample(dt: Tensor, x: Tensor) -> Tensor:
+def _step_per_sample(dt: Tensor, x: Tensor) -> Tensor:
     # a scalar step broadcasts as is, a (B,) step per sample
     return expand_like(dt, x) if dt.dim() == 1 else dt
 
@@ -103,7 +105,7 @@ class SDE(ABC):
         """Euler–Maruyama increments over ``dt`` (scalar or (B,)): x_{t+dt} = x + f + expand_like(G, x) * z."""
         _check_t(t)
         dt_t = torch.as_tensor(dt, dtype=x.dtype, device=x.device)
-        return self.drift(x, t) * _per_sample(dt_t, x), self.diffusion(t) * dt_t.abs().sqrt()
+        return self.drift(x, t) * _step_per_sample(dt_t, x), self.diffusion(t) * dt_t.abs().sqrt()
 
     def transition(self, x: Tensor, t: Tensor, dt: float | Tensor) -> tuple[Tensor, Tensor]:
         """Exact step of the linear (score-free) part from ``t`` to ``t + dt`` as used by GDSS's S4 solver.
@@ -175,7 +177,7 @@ class ReverseSDE:
     def discretize(self, x: Tensor, t: Tensor, dt: float | Tensor) -> tuple[Tensor, Tensor]:
         """Euler–Maruyama increments of the reverse process for a (negative) step ``dt``."""
         dt_t = torch.as_tensor(dt, dtype=x.dtype, device=x.device)
-        return self.drift(x, t) * _per_sample(dt_t, x), self.diffusion(t) * dt_t.abs().sqrt()
+        return self.drift(x, t) * _step_per_sample(dt_t, x), self.diffusion(t) * dt_t.abs().sqrt()
 
     def ancestral_discretize(self, x: Tensor, t: Tensor, N: int | None = None) -> tuple[Tensor, Tensor]:
         """score_sde's reverse discretisation: rev_f = f - G^2 s (halved and G = 0 for the PF ODE)."""
