@@ -13,6 +13,7 @@ from typing import Any, Callable, NamedTuple, Sequence
 import torch
 from torch import Tensor, nn
 
+from shared.integrators import heun_step
 from shared.tensors import per_sample
 
 __all__ = [
@@ -228,12 +229,10 @@ def _edm_step(d_of, x, s_cur, s_next, gamma_max, S_min, S_max, S_noise, solver, 
         x_hat = x + (s_hat**2 - s_cur**2).sqrt() * eps
     else:
         x_hat = x
-    d_cur = (x_hat - d_of(x_hat, s_hat)) / s_hat
-    x_next = x_hat + (s_next - s_hat) * d_cur
-    if solver == "euler" or s_next == 0:
-        return x_next, 1
-    d_next = (x_next - d_of(x_next, s_next)) / s_next
-    return x_hat + (s_next - s_hat) * (0.5 * d_cur + 0.5 * d_next), 2
+    # dx/dsigma = (x - D(x; sigma)) / sigma; the last step (to sigma 0) is Euler, as in EDM
+    x_next, evaluations = heun_step(lambda y, s: (y - d_of(y, s)) / s, x_hat, s_hat, s_next,
+                                    heun=solver != "euler" and s_next != 0)
+    return x_next, evaluations
 
 
 def score_from_denoiser(denoised: Tensor, x: Tensor, sigma: Tensor) -> Tensor:

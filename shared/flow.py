@@ -13,6 +13,7 @@ from typing import Any, Callable, Mapping, Sequence
 import torch
 from torch import Tensor
 
+from shared.integrators import heun_step
 from shared.tensors import per_sample
 
 __all__ = [
@@ -260,16 +261,9 @@ def integrate_flow(
         indices = tqdm(indices, desc="integrate_flow")
     with torch.no_grad():
         for i in indices:
-            t, dt = grid[i].expand(batch), grid[i + 1] - grid[i]
-            v = velocity_fn(x, t, **model_kwargs)
-            nfe += 1
-            x_euler = _map(lambda a, b: a + dt * b, x, v)
-            if method == "heun":
-                v_next = velocity_fn(x_euler, grid[i + 1].expand(batch), **model_kwargs)
-                nfe += 1
-                x = _map(lambda a, b, c: a + 0.5 * dt * (b + c), x, v, v_next)
-            else:
-                x = x_euler
+            x, evaluations = heun_step(lambda y, t: velocity_fn(y, t.expand(batch), **model_kwargs), x, grid[i],
+                                       grid[i + 1], heun=method == "heun")
+            nfe += evaluations
             if return_trajectory:
                 trajectory.append(x)
     return FlowResult(samples=x, nfe=nfe, trajectory=trajectory)

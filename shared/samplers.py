@@ -21,6 +21,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from shared.integrators import heun_step
 from shared.sde import SDE, expand_like
 from shared.system import Component, SDESystem
 
@@ -406,13 +407,10 @@ def ode_sample(
         times = torch.linspace(sys_.T, su.eps, steps + 1, device=su.device, dtype=su.dtype)  # type: ignore
         for i in _progress(range(steps), progress, f"ODE ({method})"):  # type: ignore[arg-type]
             t, h = times[i], times[i + 1] - times[i]
-            k1 = velocity(state, t)
-            if method == "euler":
-                state = axpy(state, h, (1.0, k1))
-            elif method == "heun":
-                k2 = velocity(axpy(state, h, (1.0, k1)), t + h)
-                state = axpy(state, h, (0.5, k1), (0.5, k2))
+            if method in ("euler", "heun"):
+                state, _ = heun_step(velocity, state, t, times[i + 1], heun=method == "heun")
             else:
+                k1 = velocity(state, t)
                 k2 = velocity(axpy(state, 0.5 * h, (1.0, k1)), t + 0.5 * h)
                 k3 = velocity(axpy(state, 0.5 * h, (1.0, k2)), t + 0.5 * h)
                 k4 = velocity(axpy(state, h, (1.0, k3)), t + h)
