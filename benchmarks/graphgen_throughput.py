@@ -34,7 +34,9 @@ ROWS: dict[str, tuple[str, str, int, str]] = {
     "ours-s4-200": ("ours", "s4", 200, "fp32"),
     "ours-s4-200-bf16": ("ours", "s4", 200, "bf16"),
     "ours-s4-100-bf16": ("ours", "s4", 100, "bf16"),
-    "ours-fast": ("ours", "fast", 0, "auto"),  # graphgen sample --preset fast
+    "ours-fast": ("ours", "fast", 0, "preset"),  # graphgen sample --preset fast, as shipped
+    "ours-fast-fp32": ("ours", "fast", 0, "fp32"),
+    "ours-fast-bf16": ("ours", "fast", 0, "bf16"),
     "ours-pc-1000": ("ours", "pc", 1000, "fp32"),  # the quality reference (GDSS's default sampler)
     "gdss-pc-1000": ("gdss", "pc", 1000, "fp32"),
 }
@@ -59,8 +61,8 @@ def run_ours(bundle, row, flags_sizes, seed, node_counts):
     from graphgen.sampling import resolve_preset, sample_graphs
 
     _, sampler, steps, precision = row
-    options = (resolve_preset(bundle, "fast") if sampler == "fast"
-               else {"sampler": sampler, "steps": steps, "precision": precision})
+    options = (resolve_preset(bundle, "fast", precision=None if precision == "preset" else precision)
+               if sampler == "fast" else {"sampler": sampler, "steps": steps, "precision": precision})
     n = flags_sizes
     cpu0 = time.process_time()
     out = sample_graphs(bundle, n, seed=seed, batch_size=n, return_tensors=True, node_counts=node_counts, **options)

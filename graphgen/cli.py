@@ -145,8 +145,8 @@ def add_sample_parser(subparsers: argparse._SubParsersAction) -> argparse.Argume
                         help="pc (predictor-corrector), s4 (GDSS's S4 solver) or the probability-flow ODE "
                              "(default: the model's own)")
     parser.add_argument("--preset", choices=("gdss", "fast"), default="gdss",
-                        help="gdss: the model's own sampler (GDSS's settings, default); fast: S4 at 60 steps in "
-                             "bf16 where native, QM9-measured equal quality at a fraction of the CPU time "
+                        help="gdss: the model's own sampler (GDSS's settings, default); fast: S4 at 60 steps, bf16 "
+                             "where native, QM9-measured equal quality at under a third of GDSS's S4-200 CPU time "
                              "(benchmarks/results/graphgen_throughput.md)")
     parser.add_argument("--precision", choices=("fp32", "bf16", "auto"), default=None,
                         help="the networks' precision: fp32 (default), bf16 autocast (state and integrator stay "

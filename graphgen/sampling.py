@@ -146,11 +146,11 @@ SAMPLERS = ("pc", "s4", "ode-euler", "ode-heun", "ode-adaptive")
 
 # Named sampler settings (``graphgen sample --preset``); explicit options win over a preset.
 # "gdss": the model's own sampler (GDSS's settings). "fast": GDSS's S4 solver at 60 steps (60 NFE instead of PC's
-# 2,000), the networks in bf16 where the hardware has it natively, and the corrector's noise at 6/7 of the model's
-# scale_eps (0.7 -> 0.6 on QM9: with 60 long steps the full noise cost ~0.5 point of validity). On the published
-# QM9 checkpoint it matched 1,000-step PC in validity and FCD (benchmarks/results/graphgen_throughput.md) at a
-# fraction of GDSS's own best setting's CPU time; on community-small S4 lost clustering quality, so the CLI warns
-# for models of other datasets.
+# 2,000) with the corrector's noise at 6/7 of the model's scale_eps (0.7 -> 0.6 on QM9: with 60 long steps the full
+# noise cost ~0.5 point of validity), the networks in bf16 where the hardware has it natively. On the published QM9
+# checkpoint it matched 1,000-step PC in validity and FCD at under a third of the CPU time of GDSS's own S4-200
+# (benchmarks/results/graphgen_throughput*.md, benchmarks/GRAPHGEN.md). On community-small S4 lost clustering
+# quality, so the CLI warns for models of other datasets.
 PRESETS: dict[str, dict[str, Any]] = {
     "gdss": {},
     "fast": {"sampler": "s4", "steps": 60, "precision": "auto", "scale_eps_factor": 6 / 7},
