@@ -56,7 +56,7 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
     from graphgen.checkpoint import load_model
-    from graphgen.cli import PRETRAINED_DIR
+    from graphgen.pretrained import PRETRAINED_DIR
 
     bundle = load_model(args.checkpoint or PRETRAINED_DIR / "qm9.pt")
     rows = []

@@ -19,6 +19,7 @@ import torch
 
 from graphgen.diffusion import GraphGenConfig, GraphScoreModel, build_model
 from graphgen.gdss_import import GDSSImportError, read_gdss_checkpoint
+from graphgen.pretrained import default_model_path  # noqa: F401  (re-exported: the embedded model)
 from shared.model_file import read_model_file, write_model_file
 from shared.numerics import flush_denormals_
 from shared.config import ConfigError, config_from_dict, config_to_dict, load_config
@@ -90,22 +91,6 @@ def _from_run_dir(run_dir: Path) -> dict[str, Any]:
     ema = payload["ema"]["shadow"] if payload.get("ema") else None
     return {"config": config_to_dict(config), "model": payload["model"], "ema": ema, "node_counts": counts,
             "source": str(ckpt)}
-
-
-PRETRAINED_DIR = Path(__file__).parent / "pretrained"  # the embedded default model (QM9) and its manifest
-
-
-def default_model_path() -> Path:
-    """The embedded default model (QM9), as named by ``graphgen/pretrained/manifest.json``."""
-    manifest = PRETRAINED_DIR / "manifest.json"
-    if not manifest.is_file():
-        raise FileNotFoundError(f"no model given and no embedded default model ({manifest} is missing): pass a "
-                                "model file, a run directory or an imported GDSS model")
-    path = manifest.parent / json.loads(manifest.read_text())["file"]
-    if not path.is_file():
-        raise FileNotFoundError(f"the embedded default model {path} named in {manifest} is missing: reinstall "
-                                "scoregen or pass a model file")
-    return path
 
 
 def load_model(path: str | os.PathLike, *, use_ema: bool | None = None,

@@ -14,8 +14,8 @@ def default_model_path() -> Path:
     """The embedded model file named in ``manifest.json``; FileNotFoundError says what is missing."""
     manifest = PRETRAINED_DIR / "manifest.json"
     if not manifest.is_file():
-        raise FileNotFoundError(f"no embedded default model ({manifest} is missing): pass a model file, a run "
-                                "directory or an imported GDSS model")
+        raise FileNotFoundError(f"no model given and no embedded default model yet ({manifest} is missing): pass "
+                                "a model file, a run directory or an imported GDSS model")
     path = PRETRAINED_DIR / json.loads(manifest.read_text(encoding="utf-8"))["file"]
     if not path.is_file():
         raise FileNotFoundError(f"the embedded default model {path} named in {manifest} is missing: reinstall "

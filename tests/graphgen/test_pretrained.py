@@ -7,11 +7,11 @@ import json
 import pytest
 import torch
 
-from graphgen import cli
+from graphgen import pretrained
 from graphgen.checkpoint import load_model
 from graphgen.cli import main
 
-MANIFEST = cli.PRETRAINED_DIR / "manifest.json"
+MANIFEST = pretrained.PRETRAINED_DIR / "manifest.json"
 
 
 @pytest.fixture(scope="module")
@@ -20,7 +20,7 @@ def manifest() -> dict:
 
 
 def test_manifest_describes_a_small_embedded_file(manifest):
-    path = cli.PRETRAINED_DIR / manifest["file"]
+    path = pretrained.PRETRAINED_DIR / manifest["file"]
     assert path.is_file() and path.stat().st_size < 5 * 1024 * 1024
     assert {"training", "scores", "weights"} <= set(manifest)
     training = manifest["training"]
@@ -29,7 +29,7 @@ def test_manifest_describes_a_small_embedded_file(manifest):
 
 
 def test_embedded_model_loads_as_qm9_with_finite_weights(manifest):
-    bundle = load_model(cli.PRETRAINED_DIR / manifest["file"])
+    bundle = load_model(pretrained.PRETRAINED_DIR / manifest["file"])
     assert bundle.config.data.name == "QM9" and bundle.config.atom_types == ("C", "N", "O", "F")
     counts = bundle.node_counts
     # node-count histogram of the QM9 training split ships with the model: sampling needs no data
@@ -51,7 +51,7 @@ def test_sample_without_checkpoint_uses_embedded_model(tmp_path, capsys):
 
 
 def test_missing_embedded_model_is_a_clear_error(tmp_path, monkeypatch, capsys):
-    monkeypatch.setattr(cli, "PRETRAINED_DIR", tmp_path)
+    monkeypatch.setattr(pretrained, "PRETRAINED_DIR", tmp_path)
     assert main(["sample", "-n", "2", "--out", str(tmp_path / "x.smi"), "--device", "cpu"]) == 2
     assert "no embedded default model yet" in capsys.readouterr().err
     (tmp_path / "manifest.json").write_text(json.dumps({"file": "gone.pt"}))
