@@ -186,19 +186,20 @@ def dataset_name(text: str) -> str:
 
 
 def _evaluate(args: argparse.Namespace) -> int:
-    from graphgen.evaluation import evaluate_samples
+    from graphgen.evaluation import evaluate_against, load_reference
     from graphgen.sampling import read_samples
     from shared.io import atomic_write_json
 
     items, is_molecule = read_samples(args.samples)
     try:
-        metrics, reference, skipped = evaluate_samples(items, is_molecule, args.dataset, data_dir=args.data_dir,
-                                                       fcd=not args.no_fcd, device=str(resolve_device(args.device)))
+        reference, train_smiles, skipped = load_reference(is_molecule, args.dataset, args.data_dir)
     except ValueError as err:
         raise UserError(f"{args.samples}: {err}") from None
     if skipped:
         # validity, uniqueness, fragments and atom statistics need no reference data; novelty and FCD do
         print(f"note: novelty and FCD skipped (they need the {args.dataset} splits): {skipped}", file=sys.stderr)
+    metrics = evaluate_against(items, is_molecule, reference, train_smiles, fcd=not args.no_fcd,
+                               device=str(resolve_device(args.device)))
     if args.dft is not None:
         if not is_molecule:
             raise UserError("--dft needs molecules; the samples are graphs")
