@@ -75,6 +75,11 @@ BENCHMARKS = (
               "~2 h (4 recipes x 400 training steps, each judged on 200 molecules)", long=True, needs_data=False),
     Benchmark("molgen_guidance", ("-n", "60", "--scales", "1", "1.5", "2"),
               "~10 min (gap 4.5 vs 8.5 at three guidance scales, MMFF + GFN2-xTB)", needs_data=False),
+    Benchmark("crysgen_sampler_levers", ("--data-dir", "{data}", "-n", "300", "--settings", "100:fp32", "100:bf16",
+                                         "50:fp32", "50:bf16", "25:fp32"),
+              "~12 min (Heun steps x precision, 300 perov-5 crystals each, CDVAE metrics)"),
+    # benchmarks.graphgen_throughput needs a checkout of the official GDSS code (--gdss-dir): run it by hand,
+    # see benchmarks/GRAPHGEN.md
 )
 
 
