@@ -122,6 +122,7 @@ def sample_matrices(denoiser: CrystalDenoiser, n: int, shape: tuple[int, int], c
         if cond.shape[0] != n:
             raise ValueError(f"cond must have shape (P,) or ({n}, P), got {tuple(cond.shape)}")
     denoiser.eval()
+    precision = resolve_precision(precision, device)  # once: "auto" becomes fp32 or bf16 here
     chunks, nfe = [], 0
     starts = range(0, n, batch_size)
     bar = None
@@ -137,7 +138,7 @@ def sample_matrices(denoiser: CrystalDenoiser, n: int, shape: tuple[int, int], c
                 part = cond[start:start + count]
                 fn = (lambda x, s, c=part: denoiser(x, s, c)) if guidance_scale == 1.0 else \
                     ClassifierFreeGuidance(denoiser, guidance_scale, NULL_COND, cond=part)
-            if resolve_precision(precision, device) != "fp32":
+            if precision != "fp32":
                 fn = _in_precision(fn, precision)
             checked = _nan_checked(fn)
             latents = torch.randn((count, *shape), generator=generator, device=device)

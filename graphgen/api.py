@@ -12,7 +12,6 @@ import torch
 from graphgen.checkpoint import ModelBundle, default_model_path
 from graphgen.checkpoint import load_model as _load_model_file
 from graphgen.sampling import read_samples, resolve_preset, sample_graphs, write_samples
-from shared.contract import resolve_model_path
 
 __all__ = ["GraphSamples", "evaluate", "load_model", "sample"]
 
@@ -37,9 +36,8 @@ class GraphSamples:
 def load_model(path: str | os.PathLike | None = None, *, device: str | torch.device = "cpu",
                use_ema: bool | None = None) -> ModelBundle:
     """The embedded QM9 model (None), a model file or a training run folder."""
-    if path is not None and Path(path).is_dir() and not (Path(path) / "model.pt").is_file():
-        return _load_model_file(path, use_ema=use_ema, device=device)  # a run still training: its checkpoint
-    return _load_model_file(resolve_model_path(path, default_model_path), use_ema=use_ema, device=device)
+    # graphgen's loader takes files and run folders itself (a run still training: its newest checkpoint)
+    return _load_model_file(default_model_path() if path is None else path, use_ema=use_ema, device=device)
 
 
 def sample(model: ModelBundle, n: int = 100, *, seed: int = 0, steps: int | None = None,

@@ -9,6 +9,7 @@ zero changes a result by less than float32's smallest normal number (1.2e-38), f
 from __future__ import annotations
 
 from contextlib import contextmanager
+from functools import lru_cache
 
 import torch
 from torch import nn
@@ -57,6 +58,11 @@ def native_bf16(device: torch.device | str = "cpu") -> bool:
 
     Without native support bf16 autocast is emulated and slower than fp32, so ``precision="auto"`` keeps fp32.
     """
+    return _native_bf16(str(torch.device(device)))
+
+
+@lru_cache(maxsize=None)  # read /proc/cpuinfo once, not on every network call
+def _native_bf16(device: str) -> bool:
     device = torch.device(device)
     if device.type == "cuda":
         return torch.cuda.is_available() and torch.cuda.is_bf16_supported()
