@@ -27,15 +27,14 @@ PLOTS_DIR = Path(__file__).resolve().parent / "results" / "graphgen_dft_plots"
 
 def sample_smiles(checkpoint: str | None, n: int, seed: int, steps: int | None, work: Path) -> tuple[list, float]:
     """Sampled SMILES (uncorrected molecules, "" where RDKit cannot write one) and sampling seconds; cached."""
-    from graphgen.checkpoint import load_model
-    from graphgen.cli import _default_model
+    from graphgen.api import load_model
     from graphgen.sampling import read_samples, sample_graphs, write_samples
 
     path = work / f"samples_n{n}_seed{seed}_steps{steps or 'default'}.smi"
     timing = path.with_suffix(".seconds")
     if path.is_file() and timing.is_file():
         return read_samples(path)[0], float(timing.read_text())
-    bundle = load_model(checkpoint or _default_model())
+    bundle = load_model(checkpoint)
     start = time.perf_counter()
     out = sample_graphs(bundle, n, steps=steps, seed=seed, batch_size=min(n, 1000), progress=True)
     seconds = time.perf_counter() - start
@@ -62,7 +61,7 @@ def main(argv=None) -> int:
     import torch
 
     torch.set_num_threads(args.threads)
-    from graphgen.cli import _dft_hook, _run_dft
+    from graphgen.dft_runs import make_dft_hook, run_dft
     from graphgen.data import load_qm9, qm9_property_labels
     from graphgen.dft import DFT_PROPERTIES, compare_distributions, plot_property_histograms, property_values
     from graphgen.metrics import canonical_smiles
@@ -75,11 +74,11 @@ def main(argv=None) -> int:
     test_smiles = [test.smiles[i] for i in pick]
     labels = qm9_property_labels(test.rows[pick])
 
-    hook = _dft_hook("xtb", False, args.conformers, "mmff", args.seed)
+    hook = make_dft_hook("xtb", conformers=args.conformers, seed=args.seed)
     runs = {}
     for name, smiles in (("generated", generated), ("qm9_test", test_smiles)):
         start = time.perf_counter()
-        results = _run_dft(hook, smiles, work / "cache", args.workers, False, True)
+        results = run_dft(hook, smiles, work / "cache", workers=args.workers, progress=True)
         wall = time.perf_counter() - start
         fresh = [r for r in results if not r.cached]
         runs[name] = {"results": results, "wall_s": wall, "fresh": len(fresh),

@@ -77,62 +77,27 @@ def add_train_parser(subparsers: argparse._SubParsersAction) -> argparse.Argumen
     return parser
 
 
-def _default_model() -> Path:
-    from graphgen.checkpoint import default_model_path
-
-    try:
-        return default_model_path()
-    except FileNotFoundError as err:
-        raise UserError(str(err)) from None
-
-
 def _sample(args: argparse.Namespace) -> int:
-    from graphgen.checkpoint import load_model
-    from graphgen.sampling import sample_graphs, write_samples
+    from graphgen.api import load_model, sample
+    from graphgen.datasets import sampling_node_counts
 
-    device = resolve_device(args.device)
-    bundle = load_model(args.checkpoint or _default_model(), use_ema=args.ema)
-    counts = None
-    if args.node_counts is not None:
-        from graphgen.data import node_counts_from_file
-
-        counts = node_counts_from_file(args.node_counts, bundle.config.data.max_node_num)
-    elif bundle.node_counts is None:
-        if args.data_dir is None and _data_dir_unset():
-            raise UserError(NO_NODE_COUNTS)
-        from graphgen.train import load_training_data, node_count_histogram
-
-        try:
-            counts = node_count_histogram(load_training_data(bundle.config.data, args.data_dir),
-                                          bundle.config.data.max_node_num)
-        except FileNotFoundError as err:
-            raise UserError(f"{NO_NODE_COUNTS} ({err})") from None
-    from graphgen.sampling import resolve_preset
-
+    bundle = load_model(args.checkpoint, use_ema=args.ema)
+    counts = sampling_node_counts(bundle, args.node_counts, args.data_dir)
     if args.preset == "fast" and bundle.config.data.name != "QM9":
         print(f"warning: --preset fast was validated on QM9 only; on community-small it raised the clustering MMD "
               f"from 0.076 to 0.134 (benchmarks/GRAPHGEN.md); this model is {bundle.config.data.name}",
               file=sys.stderr)
-    options = resolve_preset(bundle, args.preset, sampler=args.sampler, steps=args.steps, scale_eps=args.scale_eps,
-                             precision=args.precision)
     try:
-        out = sample_graphs(bundle, args.num, snr=args.snr, snr_x=args.snr_x, batch_size=args.batch_size,
-                            seed=args.seed, device=device, progress=not args.no_progress, node_counts=counts,
-                            **options)
+        out = sample(bundle, args.num, seed=args.seed, steps=args.steps, precision=args.precision, preset=args.preset,
+                     sampler=args.sampler, batch_size=args.batch_size, device=resolve_device(args.device),
+                     progress=not args.no_progress, snr=args.snr, snr_x=args.snr_x, scale_eps=args.scale_eps,
+                     node_counts=counts)
     except FloatingPointError as err:
         raise UserError(str(err)) from err
-    write_samples(args.out, out.items)
+    out.write(args.out)
     kind = "molecules" if out.is_molecule else "graphs"
     print(f"wrote {len(out.items)} {kind} to {args.out} (NFE {out.nfe})")
     return 0
-
-
-NO_NODE_COUNTS = ("this model stores no node-count statistics: pass --node-counts FILE (SMILES or SDF of the "
-                  "training set, or a JSON histogram) or --data-dir with the training data")
-
-
-def _data_dir_unset() -> bool:
-    return resolve_data_dir(None) is None
 
 
 def add_sample_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
@@ -203,77 +168,24 @@ def _evaluate(args: argparse.Namespace) -> int:
     if args.dft is not None:
         if not is_molecule:
             raise UserError("--dft needs molecules; the samples are graphs")
-        metrics.update(_dft_metrics(items, args))
+        from graphgen.dft_runs import dft_metrics
+
+        metrics.update(dft_metrics(items, args.dft, dataset="QM9" if args.dataset == "QM9" else None,
+                                   reference=args.dft_reference, data_dir=args.data_dir,
+                                   cache_dir=Path(args.samples).parent / ".graphgen-dft-cache",
+                                   workers=args.workers, plots=args.plots, progress=not args.no_progress))
     if args.plots:
-        metrics["plots"] = [str(p) for p in _evaluation_plots(items, reference, is_molecule, args)]
+        from graphgen.evaluation import evaluation_plots
+
+        plots = evaluation_plots(items, reference, is_molecule, args.plots,
+                                 label=f"samples ({Path(args.samples).name})", reference_label=f"{args.dataset} test")
+        metrics["plots"] = [str(p) for p in plots]
     metrics = {"dataset": args.dataset, "samples": str(args.samples), "num_samples": len(items), **metrics}
     for key, value in metrics.items():
         print(f"{key}: {value}")
     if args.out:
         atomic_write_json(args.out, metrics)
     return 0
-
-
-def _evaluation_plots(items: list, reference: list | None, is_molecule: bool, args: argparse.Namespace) -> list:
-    """Samples against the reference: heavy atoms and elements (molecules), degrees and clustering (graphs)."""
-    from shared.plots import bar_comparison, histogram_comparison
-
-    out = Path(args.plots)
-    label, ref_label = f"samples ({Path(args.samples).name})", f"{args.dataset} test"
-    if is_molecule:
-        from rdkit import Chem, RDLogger
-
-        from graphgen.metrics import canonical_smiles
-
-        RDLogger.DisableLog("rdApp.*")
-        sets = {label: items, **({ref_label: reference} if reference is not None else {})}
-        mols = {k: [m for m in (Chem.MolFromSmiles(c) for c in (canonical_smiles(s) if s else None for s in v) if c)
-                    if m is not None] for k, v in sets.items()}
-        RDLogger.EnableLog("rdApp.*")
-        sizes = {k: [m.GetNumAtoms() for m in v] for k, v in mols.items()}
-        elements = {}
-        for k, v in mols.items():
-            symbols = [a.GetSymbol() for m in v for a in m.GetAtoms()]
-            elements[k] = {e: symbols.count(e) / max(len(symbols), 1) for e in sorted(set(symbols))}
-        return [histogram_comparison(sizes, "heavy atoms per valid molecule", out / "heavy_atoms.png", discrete=True),
-                bar_comparison(elements, "fraction of heavy atoms", out / "elements.png", title="element mix")]
-    import networkx as nx
-
-    sets = {label: items, **({ref_label: reference} if reference is not None else {})}
-    degrees = {k: [d for g in v for _, d in g.degree()] for k, v in sets.items()}
-    clustering = {k: [c for g in v for c in nx.clustering(g).values()] for k, v in sets.items()}
-    return [histogram_comparison(degrees, "node degree", out / "degree.png", discrete=True),
-            histogram_comparison(clustering, "clustering coefficient", out / "clustering.png", bins=20)]
-
-
-def _dft_metrics(smiles: list[str], args: argparse.Namespace) -> dict:
-    """xTB/B3LYP property distributions of the valid samples, against QM9's labels where the dataset is QM9."""
-    from graphgen.dft import compare_distributions, plot_property_histograms, property_values
-    from graphgen.metrics import canonical_smiles
-
-    valid = [c for c in (canonical_smiles(s) if s else None for s in smiles) if c]
-    if not valid:
-        return {f"dft_{args.dft}_ok_fraction": 0.0}
-    labels = "QM9" if args.dataset == "QM9" else None
-    reference = _dft_reference(labels, args.dft_reference, args.data_dir, args.dft)
-    hook = _dft_hook(args.dft, False, 3, "mmff", 0)  # the dft command's defaults
-    cache = Path(args.samples).parent / ".graphgen-dft-cache"
-    results = _run_dft(hook, valid, cache, args.workers, False, not args.no_progress)
-    values = property_values(results)
-    summary = compare_distributions(values, reference[0] if reference else {})
-    out = {f"dft_{args.dft}_ok_fraction": sum(r.ok for r in results) / len(results)}
-    for name, row in summary.items():
-        out[f"dft_{args.dft}_{name}_mean"] = row["mean"]
-        out[f"dft_{args.dft}_{name}_std"] = row["std"]
-        if "wasserstein" in row:
-            out[f"dft_{args.dft}_{name}_w1"] = row["wasserstein"]
-    if reference is not None:
-        out[f"dft_{args.dft}_reference"] = reference[1]
-    if args.plots:
-        plot_property_histograms(values, reference[0] if reference else {}, args.plots,
-                                 label=f"valid samples ({args.dft})",
-                                 reference_label=reference[1] if reference else "reference", prefix=args.dft)
-    return out
 
 
 def add_evaluate_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
@@ -336,75 +248,6 @@ def add_import_gdss_parser(subparsers: argparse._SubParsersAction) -> argparse.A
 
 # --- dft --------------------------------------------------------------------------------------------------
 
-_DFT_COLUMNS = ("energy_eV", "homo_eV", "lumo_eV", "gap_eV", "dipole_D", "force_field", "conformers_embedded")
-
-
-def _dft_hook(method: str, optimize: bool, conformers: int, force_field: str, seed: int):
-    """The embedding hook around molgen's backend (the CLI layer may import molgen.hooks; graphgen's library not)."""
-    from graphgen.dft import EmbeddingSettings, GraphDFTHook
-    from molgen.hooks import MoleculeRecord, PySCFHook, XTBHook, dft_input_problem
-
-    backend = XTBHook() if method == "xtb" else PySCFHook()
-    optimizer = XTBHook(optimize=True) if optimize else None
-    embedding = EmbeddingSettings(conformers=conformers, force_field=force_field, seed=seed)
-    return GraphDFTHook(backend, MoleculeRecord.from_mol, embedding, optimizer, check=dft_input_problem)
-
-
-def _run_dft(hook, smiles: list[str], cache: Path, workers: int, retry_failed: bool, progress: bool):
-    from concurrent.futures import ProcessPoolExecutor
-    from multiprocessing import get_context
-
-    from shared.hooks import run_hook
-
-    if workers < 1:
-        raise UserError(f"--workers must be >= 1, got {workers}")
-    executor = ProcessPoolExecutor(workers, mp_context=get_context("spawn")) if workers > 1 else None
-    try:
-        return run_hook(hook, smiles, executor=executor, cache_dir=cache, retry_failed=retry_failed,
-                        progress=progress)
-    finally:
-        if executor is not None:
-            executor.shutdown(cancel_futures=True)
-
-
-def _dft_reference(dataset: str | None, reference: str | None, data_dir: str | None,
-                   method: str) -> tuple[dict, str] | None:
-    """``(values per property, label)`` to compare with: a previous dft JSON, or a dataset's labels."""
-    import json
-
-    from shared.paths import require_file
-
-    if reference is not None:
-        path = require_file(reference, "--reference (a JSON written by 'graphgen dft')")
-        try:
-            payload = json.loads(path.read_text(encoding="utf-8"))
-            values = [r["values"] for r in payload["results"] if r["status"] == "ok"]
-            method = payload["method"]
-        except (ValueError, KeyError, TypeError) as err:
-            raise UserError(f"--reference {path}: not a JSON written by 'graphgen dft' ({err})") from None
-        from graphgen.dft import DFT_PROPERTIES
-
-        table = {name: [v[name] for v in values if v.get(name) is not None] for name in DFT_PROPERTIES}
-        return table, f"{method} on {path.name}"
-    if dataset is None:
-        return None
-    if dataset != "QM9":
-        raise UserError(f"--dataset {dataset}: property labels exist only for QM9; pass --reference with a "
-                        "'graphgen dft' JSON of reference molecules instead")
-    from graphgen.data import load_qm9, qm9_property_labels
-
-    if method == "xtb":
-        print("note: QM9's labels are B3LYP; xTB's orbital energies differ systematically (HOMO by ~-4 eV): for a "
-              "like-with-like comparison pass --reference with a 'graphgen dft' run on QM9 molecules",
-              file=sys.stderr)
-    if resolve_data_dir(data_dir) is None:
-        print("note: no --data-dir / $SCOREGEN_DATA: comparing with all of QM9 (not the GDSS training split)",
-              file=sys.stderr)
-        return qm9_property_labels(), "QM9 labels (all)"
-    train, _ = load_qm9(data_dir)
-    return qm9_property_labels(train.rows), "QM9 labels (GDSS train split)"
-
-
 def _print_distributions(summary: dict, label: str) -> None:
     print(f"{'property':<10} {'n':>6} {'mean':>9} {'std':>8}   vs {label}: {'mean':>9} {'std':>8} {'W1':>8}")
     for name, row in summary.items():
@@ -417,9 +260,10 @@ def _print_distributions(summary: dict, label: str) -> None:
 
 
 def _dft(args: argparse.Namespace) -> int:
-    from graphgen.dft import compare_distributions, molblock, plot_property_histograms, property_values, readable
+    from graphgen.dft import readable
+    from graphgen.dft_runs import dft_reference, dft_table, make_dft_hook, run_dft, write_dft_table
+    from graphgen.dft import plot_property_histograms, property_values
     from graphgen.sampling import read_samples
-    from shared.io import atomic_write_json, atomic_write_text
 
     items, is_molecule = read_samples(args.file, warn=lambda message: None)  # bad records are reported below
     if not is_molecule:
@@ -435,56 +279,24 @@ def _dft(args: argparse.Namespace) -> int:
         shown = "; ".join(f"{where} {k + 1}: {items[k][:40]!r}" for k in bad[:5])
         print(f"warning: {path}: skipped {len(bad)} unreadable {where}(s): {shown}{'; ...' if len(bad) > 5 else ''}",
               file=sys.stderr)
-    reference = _dft_reference(args.dataset, args.reference, args.data_dir, args.method)  # errors before hours of work
-    hook = _dft_hook(args.method, args.optimize, args.conformers, args.force_field, args.seed)
+    reference = dft_reference(args.dataset, args.reference, args.data_dir, args.method)  # errors before hours of work
+    hook = make_dft_hook(args.method, optimize=args.optimize, conformers=args.conformers,
+                         force_field=args.force_field, seed=args.seed)
     todo = [k for k in range(len(items)) if k not in set(bad)]
     cache = Path(args.cache) if args.cache else path.parent / ".graphgen-dft-cache"
-    computed = _run_dft(hook, [items[k] for k in todo], cache, args.workers, args.retry_failed,
-                        not args.no_progress)
-    by_index = dict(zip(todo, computed))
-    rows, records, blocks = [], [], []
-    for k, smiles in enumerate(items):
-        result = by_index.get(k)
-        status = result.status if result is not None else "unreadable"
-        reason = (result.reason or "") if result is not None else f"unreadable {where}"
-        values = result.values if result is not None else {}
-        row = {"index": k, where: k + 1, "smiles": smiles, "status": status, "reason": reason,
-               "cached": bool(result and result.cached), "elapsed_s": round(result.elapsed_s, 3) if result else 0}
-        row.update({column: values.get(column, "") for column in _DFT_COLUMNS})
-        rows.append(row)
-        records.append({"index": k, where: k + 1, "smiles": smiles, "status": status, "reason": reason or None,
-                        "values": values})
-        if status == "ok":
-            props = "".join(f">  <{c}>\n{values[c]}\n\n" for c in ("smiles", *_DFT_COLUMNS[:5]))
-            blocks.append(molblock(values) + props + "$$$$\n")
-    summary = compare_distributions(property_values(computed), reference[0] if reference else {})
+    computed = run_dft(hook, [items[k] for k in todo], cache, workers=args.workers, retry_failed=args.retry_failed,
+                       progress=not args.no_progress)
+    table = dft_table(items, computed, todo, where, reference)
     prefix = Path(args.out) if args.out else path.with_suffix(f".{args.method}")
-    atomic_write_text(prefix.with_name(prefix.name + ".csv"), _csv(rows))
-    atomic_write_text(prefix.with_name(prefix.name + ".sdf"), "".join(blocks))
-    atomic_write_json(prefix.with_name(prefix.name + ".json"), {
-        "file": str(path), "method": args.method, "hook": repr(hook), "optimize": args.optimize,
-        "reference": reference[1] if reference else None, "summary": summary, "results": records})
-    if args.plots and reference is not None:
-        plot_property_histograms(property_values(computed), reference[0], args.plots,
-                                 label=f"{path.name} ({args.method})", reference_label=reference[1],
-                                 prefix=args.method)
-    elif args.plots:
-        plot_property_histograms(property_values(computed), {}, args.plots, label=f"{path.name} ({args.method})",
-                                 prefix=args.method)
-    _print_distributions(summary, reference[1] if reference else "no reference")
+    write_dft_table(prefix, table, file=str(path), method=args.method, hook=repr(hook), optimize=args.optimize,
+                    reference=reference[1] if reference else None)
+    if args.plots:
+        plot_property_histograms(property_values(computed), reference[0] if reference else {}, args.plots,
+                                 label=f"{path.name} ({args.method})",
+                                 **({"reference_label": reference[1]} if reference else {}), prefix=args.method)
+    _print_distributions(table.summary, reference[1] if reference else "no reference")
     print(batch_summary(computed, len(bad)) + f"; wrote {prefix}.csv/.json/.sdf")
     return batch_exit_code(computed, args.strict)
-
-
-def _csv(rows: list[dict]) -> str:
-    import csv
-    import io
-
-    buffer = io.StringIO()
-    writer = csv.DictWriter(buffer, fieldnames=list(rows[0]) if rows else ["index"], lineterminator="\n")
-    writer.writeheader()
-    writer.writerows(rows)
-    return buffer.getvalue()
 
 
 def add_dft_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
@@ -536,7 +348,9 @@ def _campaign(args: argparse.Namespace, spec):
     from graphgen.campaign import GraphgenCampaign
     from shared.campaign import run_campaign
 
-    verifiers = {method: _dft_hook(method, False, 3, "mmff", spec.seed) for method in ("xtb", "b3lyp")}
+    from graphgen.dft_runs import make_dft_hook
+
+    verifiers = {method: make_dft_hook(method, seed=spec.seed) for method in ("xtb", "b3lyp")}
     domain = GraphgenCampaign(verifiers, data_dir=str(resolve_data_dir(args.data_dir) or "") or None)
     return run_campaign(domain, spec, args.out, progress=not args.no_progress), "top_k.smi/.sdf"
 

@@ -17,7 +17,7 @@ from torch.utils.data import Dataset
 from graphgen.diffusion import MOLECULE_DATASETS, DataConfig
 from shared.config import config_to_dict
 
-__all__ = ["SYNTHETIC", "load_training_data", "load_test_data", "node_count_histogram"]
+__all__ = ["SYNTHETIC", "load_training_data", "load_test_data", "node_count_histogram", "sampling_node_counts"]
 
 SYNTHETIC = ("synthetic_community", "synthetic_grid")
 
@@ -85,3 +85,30 @@ def node_count_histogram(dataset: Dataset, max_node_num: int) -> torch.Tensor:
     if sizes.numel() and int(sizes.max()) > max_node_num:
         raise ValueError(f"dataset has a graph with {int(sizes.max())} nodes > max_node_num={max_node_num}")
     return torch.bincount(sizes, minlength=max_node_num + 1)
+
+
+NO_NODE_COUNTS = ("this model stores no node-count statistics: pass --node-counts FILE (SMILES or SDF of the "
+                  "training set, or a JSON histogram) or --data-dir with the training data")
+
+
+def sampling_node_counts(bundle, node_counts: str | os.PathLike | None = None,
+                         data_dir: str | os.PathLike | None = None) -> torch.Tensor | None:
+    """The graph-size histogram sampling draws from: ``node_counts`` (a SMILES/SDF file of the training set or a
+    JSON histogram), else None when the model stores its own, else the training split under ``data_dir``.
+
+    Raises ValueError (saying what to pass) when none of these is available."""
+    from shared.paths import resolve_data_dir
+
+    max_nodes = bundle.config.data.max_node_num
+    if node_counts is not None:
+        from graphgen.data import node_counts_from_file
+
+        return node_counts_from_file(node_counts, max_nodes)
+    if bundle.node_counts is not None:
+        return None
+    if resolve_data_dir(data_dir) is None:
+        raise ValueError(NO_NODE_COUNTS)
+    try:
+        return node_count_histogram(load_training_data(bundle.config.data, data_dir), max_nodes)
+    except FileNotFoundError as err:
+        raise ValueError(f"{NO_NODE_COUNTS} ({err})") from None

@@ -7,7 +7,7 @@ from __future__ import annotations
 import os
 from typing import Any, Sequence
 
-__all__ = ["evaluate_against", "evaluate_samples", "load_reference", "molecule_metrics"]
+__all__ = ["evaluate_against", "evaluate_samples", "evaluation_plots", "load_reference", "molecule_metrics"]
 
 
 def molecule_metrics(smiles: Sequence[str | None], test_smiles: Sequence[str] | None = None,
@@ -70,3 +70,37 @@ def evaluate_samples(items: Sequence[Any], is_molecule: bool, dataset: str, *,
     ``dataset``'s test split, the reference items used (None if unavailable) and why novelty/FCD were skipped."""
     reference, train_smiles, skipped = load_reference(is_molecule, dataset, data_dir)
     return evaluate_against(items, is_molecule, reference, train_smiles, fcd=fcd, device=device), reference, skipped
+
+
+def evaluation_plots(items: Sequence[Any], reference: Sequence[Any] | None, is_molecule: bool,
+                     out_dir: str | os.PathLike, label: str = "samples", reference_label: str = "reference") -> list:
+    """Figures of samples against the reference (PNG paths): heavy atoms and elements (molecules), node degrees and
+    clustering coefficients (graphs)."""
+    from pathlib import Path
+
+    from shared.plots import bar_comparison, histogram_comparison
+
+    out = Path(out_dir)
+    sets = {label: items, **({reference_label: reference} if reference is not None else {})}
+    if is_molecule:
+        from rdkit import Chem, RDLogger
+
+        from graphgen.metrics import canonical_smiles
+
+        RDLogger.DisableLog("rdApp.*")
+        mols = {k: [m for m in (Chem.MolFromSmiles(c) for c in (canonical_smiles(s) if s else None for s in v) if c)
+                    if m is not None] for k, v in sets.items()}
+        RDLogger.EnableLog("rdApp.*")
+        sizes = {k: [m.GetNumAtoms() for m in v] for k, v in mols.items()}
+        elements = {}
+        for k, v in mols.items():
+            symbols = [a.GetSymbol() for m in v for a in m.GetAtoms()]
+            elements[k] = {e: symbols.count(e) / max(len(symbols), 1) for e in sorted(set(symbols))}
+        return [histogram_comparison(sizes, "heavy atoms per valid molecule", out / "heavy_atoms.png", discrete=True),
+                bar_comparison(elements, "fraction of heavy atoms", out / "elements.png", title="element mix")]
+    import networkx as nx
+
+    degrees = {k: [d for g in v for _, d in g.degree()] for k, v in sets.items()}
+    clustering = {k: [c for g in v for c in nx.clustering(g).values()] for k, v in sets.items()}
+    return [histogram_comparison(degrees, "node degree", out / "degree.png", discrete=True),
+            histogram_comparison(clustering, "clustering coefficient", out / "clustering.png", bins=20)]
