@@ -71,10 +71,10 @@ def evaluate(x, adj, atom_types, data_dir: str | None, cache_dir: Path) -> dict:
     from rdkit import Chem
 
     from graphgen.data import load_qm9
-    from graphgen.metrics import evaluate_molecules, fcd_score, molecule_graphs, nspdk_mmd
+    from graphgen.metrics import gdss_molecule_metrics, fcd_score, molecule_graphs, nspdk_mmd
 
     train, test = load_qm9(data_dir)
-    metrics = evaluate_molecules(x, adj, atom_types, train_smiles=train.smiles)
+    metrics = gdss_molecule_metrics(x, adj, atom_types, train_smiles=train.smiles)
     smiles = metrics.pop("smiles")
     gen_mols = [m for m in (Chem.MolFromSmiles(s) for s in smiles) if m is not None]
     test_mols = [m for m in (Chem.MolFromSmiles(s) for s in test.smiles) if m is not None]

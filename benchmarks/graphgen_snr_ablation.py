@@ -26,14 +26,14 @@ from benchmarks.harness import write_results
 def one_setting(bundle, n: int, seed: int, snr_x: float, snr: float) -> dict:
     from rdkit import Chem, RDLogger
 
-    from graphgen.metrics import evaluate_molecules
+    from graphgen.metrics import gdss_molecule_metrics
     from graphgen.sampling import sample_graphs
 
     RDLogger.DisableLog("rdApp.*")
     start = time.process_time()
     out = sample_graphs(bundle, n, seed=seed, snr=snr, snr_x=snr_x, return_tensors=True)
     cpu = time.process_time() - start
-    metrics = evaluate_molecules(out.x, out.adj, bundle.config.atom_types)
+    metrics = gdss_molecule_metrics(out.x, out.adj, bundle.config.atom_types)
     counts = Counter(atom.GetSymbol() for s in metrics.pop("smiles") if s
                      for mol in [Chem.MolFromSmiles(s)] if mol is not None for atom in mol.GetAtoms())
     total = max(sum(counts.values()), 1)

@@ -94,14 +94,14 @@ def zinc_counts(max_nodes: int) -> torch.Tensor:
 
 
 def quality(x, adj, atom_types, per_seed_valid, data_dir, cache: Path, with_reference: bool) -> dict:
-    from graphgen.metrics import evaluate_molecules
+    from graphgen.metrics import gdss_molecule_metrics
 
     if with_reference:
         from benchmarks.graphgen_qm9 import evaluate
 
         m = evaluate(x, adj, atom_types, data_dir, cache)
     else:
-        m = evaluate_molecules(x, adj, atom_types)
+        m = gdss_molecule_metrics(x, adj, atom_types)
     out = {"valid_wo_corr": round(sum(per_seed_valid) / len(per_seed_valid), 4),
            "valid_wo_corr_per_seed": [round(v, 4) for v in per_seed_valid],
            "valid_wo_corr_pooled": round(m["validity_wo_correction"], 4),
@@ -114,7 +114,7 @@ def quality(x, adj, atom_types, per_seed_valid, data_dir, cache: Path, with_refe
 
 def run_dataset(args, dataset: str, bundle, checkpoint: str, rows: list[str], n: int, seeds: list[int],
                 node_counts, work: Path) -> list[dict]:
-    from graphgen.metrics import evaluate_molecules
+    from graphgen.metrics import gdss_molecule_metrics
     from graphgen.sampling import draw_node_flags
 
     max_nodes, atom_types = bundle.config.data.max_node_num, bundle.config.atom_types
@@ -129,7 +129,7 @@ def run_dataset(args, dataset: str, bundle, checkpoint: str, rows: list[str], n:
                 x, adj, cpu, nfe, opts = run_gdss(args, checkpoint, row, flags, seed, work)
             else:
                 x, adj, cpu, nfe, opts = run_ours(bundle, row, n, seed, node_counts)
-            valid = evaluate_molecules(x, adj, atom_types)["validity_wo_correction"]
+            valid = gdss_molecule_metrics(x, adj, atom_types)["validity_wo_correction"]
             s = samples[r]
             s["x"].append(x.float())
             s["adj"].append(adj.float())

@@ -7,27 +7,32 @@ from __future__ import annotations
 import os
 from typing import Any, Sequence
 
-__all__ = ["evaluate_against", "evaluate_samples", "evaluation_plots", "load_reference", "molecule_metrics"]
+__all__ = ["evaluate_against", "evaluate_samples", "evaluation_plots", "evaluation_report", "load_reference",
+           "molecule_metrics"]
 
 
 def molecule_metrics(smiles: Sequence[str | None], test_smiles: Sequence[str] | None = None,
                      train_smiles: Sequence[str] | None = None, *, fcd: bool = True, device: str = "cpu") -> dict:
     """Validity (RDKit-parsable SMILES), uniqueness, heavy-atom statistics; novelty with ``train_smiles``, FCD
-    with ``test_smiles`` (and ``fcd``)."""
-    from graphgen.metrics import canonical_smiles, molecule_statistics, novelty, uniqueness
+    with ``test_smiles`` (and ``fcd``): graphgen's registered evaluators (``graphgen.metrics.evaluators``)."""
+    from graphgen.metrics.evaluators import nest_atom_fractions
 
-    valid = [s for s in (canonical_smiles(s) if s else None for s in smiles) if s]
-    metrics: dict[str, Any] = {"validity_wo_correction": len(valid) / max(len(smiles), 1),
-                               "uniqueness": uniqueness(valid) if valid else 0.0}
-    if valid:
-        metrics.update(molecule_statistics(valid))
-    if train_smiles is not None:
-        metrics["novelty"] = novelty(valid, train_smiles) if valid else 0.0
-    if valid and test_smiles is not None and fcd:
-        from graphgen.metrics import fcd_score
+    return nest_atom_fractions(evaluation_report(smiles, True, test_smiles, train_smiles, fcd=fcd,
+                                                 device=device).metrics)
 
-        metrics["fcd"] = fcd_score(valid, test_smiles, device=device)
-    return metrics
+
+def evaluation_report(items: Sequence[Any], is_molecule: bool, reference: Sequence[Any] | None = None,
+                      train_smiles: Sequence[str] | None = None, *, fcd: bool = True, device: str = "cpu"):
+    """The ``shared.evaluation.EvaluationReport`` (metrics and what was skipped, with why) of graphgen's default
+    evaluators on ``items``; ``reference`` is the test split (SMILES for molecules, networkx graphs otherwise)."""
+    from graphgen.metrics.evaluators import SampleSet, default_evaluators
+    from shared.evaluation import run_evaluators
+
+    if is_molecule:
+        context = {"test_smiles": reference, "train_smiles": train_smiles, "device": device}
+    else:
+        context = {"reference_graphs": reference}
+    return run_evaluators(default_evaluators(is_molecule, fcd=fcd), SampleSet(items, is_molecule), context)
 
 
 def load_reference(is_molecule: bool, dataset: str, data_dir: str | os.PathLike | None = None
@@ -56,11 +61,11 @@ def load_reference(is_molecule: bool, dataset: str, data_dir: str | os.PathLike 
 def evaluate_against(items: Sequence[Any], is_molecule: bool, reference: list | None,
                      train_smiles: list | None, *, fcd: bool = True, device: str = "cpu") -> dict:
     """The metrics of ``items`` against a reference from :func:`load_reference`."""
+    if not is_molecule and reference is None:
+        raise ValueError("graph samples need the dataset's test graphs to be compared with")
     if is_molecule:
         return molecule_metrics(items, reference, train_smiles, fcd=fcd, device=device)
-    from graphgen.metrics import eval_graph_list
-
-    return eval_graph_list(reference, items)
+    return evaluation_report(items, is_molecule, reference, fcd=fcd, device=device).metrics
 
 
 def evaluate_samples(items: Sequence[Any], is_molecule: bool, dataset: str, *,

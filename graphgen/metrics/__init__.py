@@ -4,6 +4,7 @@ from graphgen.metrics.molecules import (  # noqa: F401
     canonical_smiles,
     correct_mol,
     evaluate_molecules,
+    gdss_molecule_metrics,
     is_valence_valid,
     largest_fragment,
     molecule_graphs,
@@ -33,3 +34,4 @@ from graphgen.metrics.graph_mmd import (  # noqa: F401
 )
 from graphgen.metrics.nspdk import nspdk_features, nspdk_kernel, nspdk_mmd  # noqa: F401
 from graphgen.metrics.orbits import orbit_counts, orbit_counts_from_adjacency  # noqa: F401
+from graphgen.metrics.evaluators import SampleSet, default_evaluators  # noqa: F401

@@ -17,7 +17,7 @@ GDSS (``sampler.py`` / ``utils/mol_utils.py``) evaluates generated tensors like 
    novelty = distinct valid canonical SMILES not in the (canonicalised) training set / distinct valid ones.
 
 GDSS divides the "w/o correction" count by the number of molecules surviving steps 3-4 (in practice all
-samples); :func:`evaluate_molecules` reports both that ratio and the plain fraction of samples.
+samples); :func:`gdss_molecule_metrics` reports both that ratio and the plain fraction of samples.
 """
 
 from __future__ import annotations
@@ -41,6 +41,7 @@ __all__ = [
     "uniqueness",
     "novelty",
     "evaluate_molecules",
+    "gdss_molecule_metrics",
     "molecule_statistics",
 ]
 
@@ -167,7 +168,7 @@ def molecule_statistics(items: Iterable[str | Chem.Mol | None]) -> dict:
     }
 
 
-def evaluate_molecules(
+def gdss_molecule_metrics(
     x: torch.Tensor,
     adj: torch.Tensor,
     atom_types: Sequence[str],
@@ -222,3 +223,13 @@ def molecule_graphs(mols: Iterable[Chem.Mol]) -> list:
             graph.add_edge(bond.GetBeginAtomIdx(), bond.GetEndAtomIdx(), label=int(bond.GetBondTypeAsDouble()))
         graphs.append(graph)
     return graphs
+
+
+def evaluate_molecules(*args, **kwargs) -> dict:
+    """Deprecated name of :func:`gdss_molecule_metrics` (molgen's ``evaluate_molecules`` takes a batch and a
+    context; graphgen's tensor function now has its own name). Kept for one release."""
+    import warnings
+
+    warnings.warn("graphgen.metrics.evaluate_molecules is renamed gdss_molecule_metrics", DeprecationWarning,
+                  stacklevel=2)
+    return gdss_molecule_metrics(*args, **kwargs)

@@ -9,7 +9,7 @@ from rdkit import Chem
 from graphgen.metrics import (
     canonical_smiles,
     correct_mol,
-    evaluate_molecules,
+    gdss_molecule_metrics,
     is_valence_valid,
     largest_fragment,
     novelty,
@@ -98,14 +98,14 @@ def _tensors(smiles: list[str]) -> tuple[torch.Tensor, torch.Tensor]:
     return torch.stack([p[0] for p in pairs]), torch.stack([p[1] for p in pairs])
 
 
-def test_evaluate_molecules_end_to_end():
+def test_gdss_molecule_metrics_end_to_end():
     x, adj = _tensors(["CCO", "CCO", "C1CC1", "CC"])
     # sample 3 becomes pentavalent carbon: CC plus four extra carbons on atom 0
     x[3, 2:6, 0] = 1.0
     adj[3, 0, 2:6] = adj[3, 2:6, 0] = 1.0
     # and sample 1 gets an extra, disconnected atom (a fragment that passes the valence check)
     x[1, 3, 2] = 1.0
-    result = evaluate_molecules(x * 0.9, adj + 0.2, QM9_ATOMS, train_smiles=["OCC"])
+    result = gdss_molecule_metrics(x * 0.9, adj + 0.2, QM9_ATOMS, train_smiles=["OCC"])
     assert result["num_samples"] == 4 and result["num_mols"] == 4
     assert result["validity_wo_correction"] == pytest.approx(3 / 4)
     assert result["validity"] == 1.0
@@ -125,3 +125,36 @@ def test_molecule_graphs_label_atoms_and_kekule_bond_orders():
     assert {d["label"] for _, _, d in nitrile.edges(data=True)} == {1, 3}
     assert [nitrile.nodes[i]["label"] for i in nitrile] == ["C", "C", "N"]
     assert nspdk_mmd([ring], [ring]) < 1e-12 < nspdk_mmd([ring], [nitrile])
+
+
+def test_evaluate_molecules_is_a_deprecated_alias():
+    from graphgen.metrics import evaluate_molecules
+
+    x, adj = _tensors(["CCO", "CC"])
+    with pytest.warns(DeprecationWarning, match="gdss_molecule_metrics"):
+        old = evaluate_molecules(x, adj, QM9_ATOMS)
+    assert old == gdss_molecule_metrics(x, adj, QM9_ATOMS)
+
+
+def test_registered_evaluators_report_what_they_skip():
+    import networkx as nx
+
+    from graphgen.evaluation import evaluation_report, molecule_metrics
+    from graphgen.metrics.evaluators import default_evaluators
+    from shared.evaluation import Evaluator
+
+    evaluators = default_evaluators(True) + default_evaluators(False)
+    assert all(isinstance(e, Evaluator) for e in evaluators)
+    assert len({e.name for e in evaluators}) == len(evaluators)
+    report = evaluation_report(["CCO", "CCO", None, "C.C"], True)
+    assert report.metrics["validity_wo_correction"] == pytest.approx(3 / 4)
+    assert report.metrics["atom_fraction_C"] == pytest.approx(6 / 8)
+    assert set(report.skipped) == {"novelty", "fcd"} and "train_smiles" in report.skipped["novelty"]
+    # the public dict keeps one atom_fractions mapping, where the per-element metrics stood
+    metrics = molecule_metrics(["CCO", "CCO", None, "C.C"], train_smiles=["CCO"], fcd=False)
+    assert list(metrics) == ["validity_wo_correction", "uniqueness", "multi_fragment_fraction", "mean_heavy_atoms",
+                             "atom_fractions", "novelty"]
+    assert metrics["atom_fractions"] == pytest.approx({"C": 0.75, "O": 0.25}) and metrics["novelty"] == 0.5
+    graphs = evaluation_report([nx.cycle_graph(5)] * 3, False, [nx.cycle_graph(5)] * 3)
+    assert set(graphs.metrics) == {"degree", "cluster", "orbit"} and graphs.metrics["degree"] == pytest.approx(0)
+    assert evaluation_report([nx.cycle_graph(5)], False).skipped == {"graph_mmd": "missing context: reference_graphs"}
