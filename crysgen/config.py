@@ -64,7 +64,9 @@ class CrysgenConfig:
 
 def load_train_config(source: str | os.PathLike | dict | None = None, overrides=()) -> CrysgenConfig:
     """A :class:`CrysgenConfig` from YAML (or dict) plus ``key=value`` overrides."""
-    return load_config(CrysgenConfig, source, overrides)
+    from shared.config import TRAINER_SECTION_ALIASES
+
+    return load_config(CrysgenConfig, source, overrides, aliases=TRAINER_SECTION_ALIASES)
 
 
 def build_denoiser(config: CrysgenConfig, encoder: CrystalEncoder) -> CrystalDenoiser:

@@ -36,11 +36,13 @@ def _train(args: argparse.Namespace) -> int:
 
     from graphgen.diffusion import GraphGenConfig
     from graphgen.train import train
-    from shared.config import config_to_dict, load_config
+    from shared.config import TRAINER_SECTION_ALIASES, config_to_dict, load_config
     from shared.training import distributed
 
     overrides = list(args.overrides) + ([f"train.seed={args.seed}"] if args.seed is not None else [])
-    config = load_config(GraphGenConfig, _config_path(args.config), overrides=overrides)
+    # the shared spellings (trainer.*, batch_size) name GDSS's train.* and data.batch_size here
+    aliases = {canonical: alias for alias, canonical in TRAINER_SECTION_ALIASES.items()}
+    config = load_config(GraphGenConfig, _config_path(args.config), overrides=overrides, aliases=aliases)
     device = resolve_device(args.device)
     # a no-op without torchrun; with it, one process group for all ranks (gloo unless training on CUDA)
     distributed.init("nccl" if device.type == "cuda" else "gloo")

@@ -302,7 +302,7 @@ def _train(args: argparse.Namespace) -> int:
 
     from molgen.train import GeneratorTrainConfig, build_generator, train_generator
     from shared.cli_common import resolve_device
-    from shared.config import config_to_dict, load_config
+    from shared.config import TRAINER_SECTION_ALIASES, config_to_dict, load_config
     from shared.training import distributed
 
     overrides = list(args.overrides)
@@ -312,7 +312,8 @@ def _train(args: argparse.Namespace) -> int:
         overrides.append(f"data={args.qm9}")
     overrides += [f"trainer.device={resolve_device(args.device)}"] + (
         ["trainer.progress=false"] if args.no_progress else [])
-    config = load_config(GeneratorTrainConfig, _config_path(args.config), overrides=overrides)
+    config = load_config(GeneratorTrainConfig, _config_path(args.config), overrides=overrides,
+                         aliases=TRAINER_SECTION_ALIASES)
     if args.dry_run:
         import yaml
 

@@ -13,7 +13,7 @@ import os
 import re
 import types
 import typing
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, Literal, TypeVar, Union
 
@@ -21,7 +21,13 @@ import yaml
 
 from shared.io import atomic_write_text
 
-__all__ = ["ConfigError", "apply_overrides", "config_from_dict", "config_to_dict", "load_config", "save_config"]
+__all__ = ["ConfigError", "TRAINER_SECTION_ALIASES", "apply_key_aliases", "apply_overrides", "config_from_dict",
+           "config_to_dict", "load_config", "save_config"]
+
+# One vocabulary of training-config keys across the domains: the optimisation settings live under ``trainer:``
+# and the batch size at the top level (``batch_size``). graphgen's configs keep GDSS's layout (``train:``,
+# ``data.batch_size``) and read the shared spellings through the reverse of this map.
+TRAINER_SECTION_ALIASES = {"train": "trainer", "data.batch_size": "batch_size"}
 
 T = TypeVar("T")
 
@@ -86,9 +92,49 @@ def apply_overrides(data: dict, overrides: Sequence[str]) -> dict:
     return data
 
 
+def apply_key_aliases(data: dict, overrides: Sequence[str], aliases: Mapping[str, str] | None
+                      ) -> tuple[dict, list[str]]:
+    """``data`` and ``overrides`` with every alias key (dotted, e.g. ``"trainer"`` or ``"batch_size"``) moved to
+    its canonical place (e.g. ``"train"``, ``"data.batch_size"``), so the domains share one vocabulary of YAML
+    keys while each keeps its dataclass layout. Giving a setting under both spellings is an error."""
+    if not aliases:
+        return data, list(overrides)
+    data = copy.deepcopy(data)
+    for alias, canonical in aliases.items():
+        *alias_parents, alias_leaf = alias.split(".")
+        node = data
+        for part in alias_parents:
+            node = node.get(part) if isinstance(node, dict) else None
+        if not isinstance(node, dict) or alias_leaf not in node:
+            continue
+        value = node.pop(alias_leaf)
+        *parents, leaf = canonical.split(".")
+        target = data
+        for part in parents:
+            target = target.setdefault(part, {})
+            if not isinstance(target, dict):
+                raise ConfigError(f"{alias!r} is spelled {canonical!r} here, but {part!r} is not a section")
+        if leaf in target:
+            if isinstance(value, dict) and isinstance(target[leaf], dict) and not set(value) & set(target[leaf]):
+                target[leaf] = {**target[leaf], **value}
+                continue
+            raise ConfigError(f"config gives {canonical!r} twice: as {canonical!r} and as its alias {alias!r}")
+        target[leaf] = value
+    renamed = []
+    for item in overrides:
+        key, sep, raw = item.partition("=")
+        for alias, canonical in aliases.items():
+            if key.strip() == alias or key.strip().startswith(alias + "."):
+                key = canonical + key.strip()[len(alias):]
+                break
+        renamed.append(key + sep + raw)
+    return data, renamed
+
+
 def load_config(cls: type[T], source: str | os.PathLike | dict | None = None,
-                overrides: Sequence[str] = ()) -> T:
-    """Build dataclass ``cls`` from a YAML file or dict (None: all defaults) plus dotted-key overrides."""
+                overrides: Sequence[str] = (), aliases: Mapping[str, str] | None = None) -> T:
+    """Build dataclass ``cls`` from a YAML file or dict (None: all defaults) plus dotted-key overrides;
+    ``aliases`` maps other spellings of keys to ``cls``'s (see :func:`apply_key_aliases`)."""
     if source is None:
         data: Any = {}
     elif isinstance(source, dict):
@@ -102,6 +148,7 @@ def load_config(cls: type[T], source: str | os.PathLike | dict | None = None,
             raise ConfigError(f"{path}: holds no settings (empty or only comments); write {{}} for all defaults")
         if not isinstance(data, dict):
             raise ConfigError(f"{path}: top level must be a mapping, got {type(data).__name__}")
+    data, overrides = apply_key_aliases(data, overrides, aliases)
     return config_from_dict(cls, apply_overrides(data, overrides))
 
 
