@@ -12,6 +12,7 @@ from typing import Any, Protocol, runtime_checkable
 
 __all__ = [
     "EvaluationReport",
+    "EvaluationSkipped",
     "Evaluator",
     "MissingDependency",
     "evaluator",
@@ -28,6 +29,11 @@ class MissingDependency(ImportError):
         super().__init__(f"optional package {package!r} is not installed ({hint})")
         self.package = package
         self.extra = extra
+
+
+class EvaluationSkipped(Exception):
+    """Raised by an evaluator that cannot run in this context for a reason its static ``requires`` cannot
+    express (e.g. a key needed only when another option is absent); the report lists the message as the reason."""
 
 
 def require_package(module: str, extra: str | None = None) -> Any:
@@ -112,7 +118,7 @@ def run_evaluators(evaluators: Iterable[Evaluator], generated: Any, context: Map
             continue
         try:
             values = ev(generated, dict(context))
-        except MissingDependency as exc:
+        except (MissingDependency, EvaluationSkipped) as exc:
             report.skipped[ev.name] = str(exc)
             continue
         if not isinstance(values, Mapping):

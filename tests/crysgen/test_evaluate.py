@@ -125,6 +125,50 @@ def test_duplicates_lower_uniqueness_and_skips_are_reported(reference_set):
     assert set(report.skipped) == {"crystal_coverage", "crystal_property_wdist", "crystal_novelty"}
 
 
+def test_module_level_evaluators_read_their_options_from_the_context(reference_set):
+    from crysgen.metrics import OPTION_DEFAULTS, default_evaluators
+    from crysgen.metrics import evaluators as module
+    from shared.evaluation import Evaluator
+
+    evaluators = default_evaluators()
+    assert all(isinstance(ev, Evaluator) for ev in evaluators)
+    assert all(getattr(module, ev.__name__) is ev for ev in evaluators)  # module-level, not closures
+    assert [ev.name for ev in evaluators] == [ev.name for ev in make_evaluators()]
+    assert len({ev.name for ev in evaluators}) == len(evaluators)
+    assert {ev.name: ev.requires for ev in evaluators} == {
+        "crystal_validity": frozenset(), "crystal_coverage": frozenset({"reference"}),
+        "crystal_property_wdist": frozenset({"reference"}), "crystal_uniqueness": frozenset(),
+        "crystal_novelty": frozenset({"train"}), "crystal_space_groups": frozenset()}
+    assert make_evaluators()[1].requires == {"reference", "dataset"}
+    assert make_evaluators(cov_cutoffs=(0.2, 4.0))[1].requires == {"reference"}
+
+    strained = [Structure(s.lattice.matrix * 1.1, s.species, s.frac_coords) for s in reference_set]
+    bad = Structure(Lattice.cubic(5.0), ["Na", "Cl"], [[0, 0, 0], [0.06, 0, 0]])
+    generated = CrystalBatch(strained + reference_set[:2] + [bad, None])
+    reference = CrystalBatch(reference_set)
+    wide = (np.zeros(132), np.full(132, 1e3))
+    cases = [
+        ({}, {"reference": reference, "train": reference_set[:2], "dataset": "perov_5"}),
+        ({"n_samples": 3, "seed": 5, "matcher_kwargs": {"ltol": 0.1}},
+         {"reference": reference, "train": reference_set[2:], "dataset": "carbon"}),
+        ({"cov_cutoffs": (0.3, 5.0), "comp_scaler": wide}, {"reference": reference}),
+        ({"seed": 1}, {}),
+    ]
+    for options, data in cases:
+        bound = run_evaluators(make_evaluators(**options), generated, data)
+        stats: dict = {}
+        read = run_evaluators(default_evaluators(), generated, {**data, **options, "match_stats": stats})
+        assert read.metrics == pytest.approx(bound.metrics, rel=0, abs=0, nan_ok=True), options
+        assert set(read.skipped) == set(bound.skipped), options
+        assert bool(stats) == ("train" in data)
+    assert set(OPTION_DEFAULTS) == {"n_samples", "seed", "cov_cutoffs", "comp_scaler", "matcher_kwargs", "executor",
+                                    "progress", "match_stats"}
+    # coverage needs cut-offs: from the context, else from the dataset; with neither it is skipped, saying so
+    no_cutoffs = run_evaluators(default_evaluators(), generated, {"reference": reference})
+    assert no_cutoffs.skipped["crystal_coverage"] == "missing context: dataset"
+    assert no_cutoffs.skipped == run_evaluators(make_evaluators(), generated, {"reference": reference}).skipped
+
+
 def test_wasserstein_subsampling_is_seeded(reference_set):
     generated = CrystalBatch([rocksalt(a) for a in np.linspace(4.0, 6.0, 9)])
     context = {"reference": reference_set}

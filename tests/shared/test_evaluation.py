@@ -126,3 +126,16 @@ def test_protocol_accepts_plain_class():
 
     report = run_evaluators([Size()], GENERATED, {})
     assert isinstance(report, EvaluationReport) and report.metrics == {"n": 4.0}
+
+
+def test_an_evaluator_may_skip_itself_with_a_reason():
+    from shared.evaluation import EvaluationSkipped, evaluator, run_evaluators
+
+    @evaluator("picky")
+    def picky(generated, context):
+        if context.get("mode") is None:
+            raise EvaluationSkipped("missing context: mode")
+        return {"x": 1.0}
+
+    assert run_evaluators([picky], None, {}).skipped == {"picky": "missing context: mode"}
+    assert run_evaluators([picky], None, {"mode": 1}).metrics == {"x": 1.0}
