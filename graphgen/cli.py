@@ -108,7 +108,9 @@ def add_sample_parser(subparsers: argparse._SubParsersAction) -> argparse.Argume
                         help="model file (.pt) or run directory (default: the embedded QM9 model)")
     parser.add_argument("-n", "--num", type=positive_int, default=100, help="number of samples (default 100)")
     parser.add_argument("--out", required=True, help="output file: .smi/.txt/.sdf (molecules), .json/.graphml")
-    parser.add_argument("--sampler", choices=("pc", "s4", "ode-euler", "ode-heun", "ode-adaptive"), default=None,
+    from graphgen.sampling import SAMPLERS  # graphgen's package import has loaded it already
+
+    parser.add_argument("--sampler", choices=tuple(SAMPLERS), default=None,
                         help="pc (predictor-corrector), s4 (GDSS's S4 solver) or the probability-flow ODE "
                              "(default: the model's own)")
     parser.add_argument("--preset", choices=("gdss", "fast"), default="gdss",

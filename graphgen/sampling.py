@@ -121,16 +121,11 @@ def _sample_batch(bundle: ModelBundle, flags: Tensor, *, sampler: str, predictor
     b, f = flags.shape[0], cfg.data.max_feat_num
     shapes = {"x": (b, n, f), "adj": (b, n, n)}
     common = dict(mask=flags, generator=generator, eps=eps, device=flags.device, progress=progress)
-    if sampler == "s4":
-        result = s4_sample(score, system, shapes, steps, snr=snr, scale_eps=scale_eps, time_power=time_power,
-                           **common)
-    elif time_power != 1.0:
+    if time_power != 1.0 and sampler != "s4":
         raise ValueError(f"time_power applies to the s4 sampler only, got it with {sampler!r}")
-    elif sampler.startswith("ode-"):  # probability-flow ODE (deterministic given the prior draw)
-        result = ode_sample(score, system, shapes, steps, method=sampler[len("ode-"):], **common)
-    else:
-        result = pc_sample(score, system, shapes, steps, predictor=predictor, corrector=corrector, snr=snr,
-                           scale_eps=scale_eps, n_correct=n_correct, **common)
+    settings = dict(predictor=predictor, corrector=corrector, snr=snr, scale_eps=scale_eps, n_correct=n_correct,
+                    time_power=time_power)
+    result = SAMPLERS[sampler](score, system, shapes, steps, settings, common)
     for key, value in result.state.items():
         if not torch.isfinite(value).all():
             raise FloatingPointError(f"non-finite {key!r} in the final sample (step {steps}/{steps})")
@@ -140,9 +135,46 @@ def _sample_batch(bundle: ModelBundle, flags: Tensor, *, sampler: str, predictor
     return state, result.nfe
 
 
-# pc: predictor-corrector (GDSS's default, 2 NFE/step with Langevin); s4: GDSS's S4 solver (1 NFE/step);
-# ode-*: the probability-flow ODE with Euler (1 NFE/step), Heun (2) or scipy's adaptive RK45 (steps ignored)
-SAMPLERS = ("pc", "s4", "ode-euler", "ode-heun", "ode-adaptive")
+# The sampler registry: name -> fn(score, system, shapes, steps, settings, common) -> shared.samplers.SampleResult,
+# with ``settings`` the resolved sampler options (predictor, corrector, snr, scale_eps, n_correct, time_power) and
+# ``common`` the keyword arguments every shared sampler takes (mask, generator, eps, device, progress). To add a
+# sampler: write it in shared/samplers.py (tested on analytic scores) and register it here; the CLI's --sampler
+# choices, the API and the validation follow.
+SAMPLERS: dict[str, Callable[..., Any]] = {}
+
+
+def register_sampler(name: str) -> Callable:
+    def wrap(fn: Callable) -> Callable:
+        if name in SAMPLERS:
+            raise ValueError(f"a graphgen sampler named {name!r} is already registered")
+        SAMPLERS[name] = fn
+        return fn
+
+    return wrap
+
+
+@register_sampler("pc")  # predictor-corrector (GDSS's default, 2 NFE/step with Langevin)
+def _pc(score, system, shapes, steps, settings, common):
+    return pc_sample(score, system, shapes, steps, predictor=settings["predictor"], corrector=settings["corrector"],
+                     snr=settings["snr"], scale_eps=settings["scale_eps"], n_correct=settings["n_correct"], **common)
+
+
+@register_sampler("s4")  # GDSS's S4 solver (1 NFE/step)
+def _s4(score, system, shapes, steps, settings, common):
+    return s4_sample(score, system, shapes, steps, snr=settings["snr"], scale_eps=settings["scale_eps"],
+                     time_power=settings["time_power"], **common)
+
+
+def _probability_flow(method: str) -> Callable:
+    def run(score, system, shapes, steps, settings, common):  # deterministic given the prior draw
+        return ode_sample(score, system, shapes, steps, method=method, **common)
+
+    return run
+
+
+# the probability-flow ODE with Euler (1 NFE/step), Heun (2) or scipy's adaptive RK45 (steps ignored)
+for _method in ("euler", "heun", "adaptive"):
+    register_sampler(f"ode-{_method}")(_probability_flow(_method))
 
 # Named sampler settings (``graphgen sample --preset``); explicit options win over a preset.
 # "gdss": the model's own sampler (GDSS's settings). "fast": GDSS's S4 solver at 60 steps (60 NFE instead of PC's

@@ -245,3 +245,16 @@ def test_fast_preset_scales_the_models_corrector_noise_and_explicit_options_win(
     assert resolve_preset(bundle, "gdss") == {}
     with pytest.raises(ValueError, match="preset"):
         resolve_preset(bundle, "fastest")
+
+
+def test_samplers_are_a_registry_that_the_cli_offers():
+    from graphgen.cli import DESCRIPTION, PROG, SUBCOMMANDS
+    from graphgen.sampling import SAMPLERS, register_sampler
+    from shared.cli_common import build_parser
+
+    assert list(SAMPLERS) == ["pc", "s4", "ode-euler", "ode-heun", "ode-adaptive"]
+    parser = build_parser(PROG, DESCRIPTION, SUBCOMMANDS)
+    sub = next(a for a in parser._actions if a.__class__.__name__ == "_SubParsersAction").choices["sample"]
+    assert tuple(sub._option_string_actions["--sampler"].choices) == tuple(SAMPLERS)
+    with pytest.raises(ValueError, match="already registered"):
+        register_sampler("pc")(lambda *a: None)
