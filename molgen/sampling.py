@@ -19,6 +19,7 @@ be relaxed or whose bonding changed. Atoms, bonds and charges are never rewritte
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import os
 import time
 import warnings
@@ -26,6 +27,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 from torch import Tensor
 
@@ -39,7 +41,7 @@ from shared.guidance import ClassifierFreeGuidance, GradientGuidance
 from shared.seeding import make_generator
 
 __all__ = ["Generated", "check_condition", "generate", "load_default_generator", "write_sdf",
-           "regressor_position_guidance", "relax_generated"]
+           "regressor_position_guidance", "relax_generated", "select_molecules"]
 
 # case-insensitive spellings users type -> molgen's property names
 _ALIASES = {"alpha": "alpha", "gap": "gap", "homo": "homo", "lumo": "lumo", "mu": "mu", "cv": "Cv"}
@@ -149,11 +151,23 @@ def generate(generator: Generator, n: int, *, condition: dict[str, float] | None
              num_atoms: Tensor | None = None, sampler: SamplerConfig | None = None, device: str | torch.device = "cpu",
              regressors: dict[str, Any] | None = None, regressor_scale: float = 0.0, progress: bool = False,
              drop_nonfinite: bool = True, relax: str | None = None, drop_unsound: bool = False,
-             relax_workers: int = 1, amp: bool = False) -> Generated:
+             relax_workers: int = 1, amp: bool = False, screen: int = 1,
+             surrogates: dict[str, Any] | None = None) -> Generated:
     """Sample ``n`` molecules; deterministic for a seed on CPU. ``num_atoms`` overrides p(n) / p(n | condition).
 
     ``relax``/``drop_unsound``/``relax_workers``: see the module docstring. ``amp``: the network in bf16 autocast
-    (CPUs with avx512_bf16/AMX, CUDA); the integrator and the state stay in fp32."""
+    (CPUs with avx512_bf16/AMX, CUDA); the integrator and the state stay in fp32. ``screen`` = k > 1 (with a
+    condition): k candidates per molecule, the sound one whose 2D-surrogate property is closest to the target
+    kept (``molgen.screening``; ``surrogates`` replaces the shipped ones)."""
+    if screen != 1:
+        from molgen.screening import screened_generate
+
+        return screened_generate(
+            generator, n, screen, check_condition(generator, condition or {}), num_atoms=num_atoms,
+            surrogates=surrogates, drop_nonfinite=drop_nonfinite, relax=relax, drop_unsound=drop_unsound,
+            relax_workers=relax_workers, progress=progress, guidance_scale=guidance_scale, steps=steps, seed=seed,
+            batch_size=batch_size, sampler=sampler, device=device, regressors=regressors,
+            regressor_scale=regressor_scale, amp=amp)
     if relax is not None:
         from molgen.relax import RELAX_METHODS
 
@@ -261,6 +275,16 @@ def relax_generated(generated: Generated, method: str, drop_unsound: bool = Fals
     targets = {k: v[idx] for k, v in generated.targets.items()}
     return Generated(batch, targets, generated.nfe, generated.seconds, generated.nonfinite, generated.settings,
                      [results[k] for k in keep], time.perf_counter() - start, len(results) - len(keep))
+
+
+def select_molecules(generated: Generated, index) -> Generated:
+    """The molecules ``index`` (a sequence of positions) of ``generated``, with their targets and relax results."""
+    idx = torch.as_tensor(np.asarray(index), dtype=torch.long).reshape(-1)
+    b = generated.batch
+    batch = MolBatch(b.numbers[idx], b.charges[idx], b.positions[idx], b.bonds[idx], b.mask[idx])
+    targets = {k: v[idx] for k, v in generated.targets.items()}
+    relax = [generated.relax[i] for i in idx.tolist()] if generated.relax else []
+    return dataclasses.replace(generated, batch=batch, targets=targets, relax=relax)
 
 
 def _to_batch(items: list[tuple[Tensor, Tensor, Tensor, Tensor]]) -> MolBatch:
