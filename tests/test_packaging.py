@@ -50,6 +50,7 @@ PYPI_TO_CONDA = {
     "chgnet": "pip",
     "qm9pack": "pip",
     "pandas": "pandas",
+    "scikit-learn": "scikit-learn",
     "ipykernel": "ipykernel",
     "nbclient": "nbclient",
     "nbformat": "nbformat",
