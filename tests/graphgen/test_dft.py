@@ -222,3 +222,34 @@ def test_killed_run_resumes_without_recomputation(tmp_path):
     assert done.returncode == 0, done.stderr
     assert f"{len(smiles)}/{len(smiles)} ok ({len(finished)} from cache)" in done.stdout
     assert {p.name: p.stat().st_mtime_ns for p in cache.glob("*.json") if p.name in finished} == finished
+
+
+def test_dft_runs_library_functions(tmp_path, monkeypatch):
+    """The pipeline behind `graphgen dft` as public functions: bad input is a ValueError, rows join back."""
+    from types import SimpleNamespace
+
+    from graphgen.dft_runs import dft_reference, dft_table, make_dft_hook, run_dft, write_dft_table
+
+    with pytest.raises(ValueError, match="unknown DFT method"):
+        make_dft_hook("hf")
+    with pytest.raises(ValueError, match="only for QM9"):
+        dft_reference("ZINC250k", None, None, "xtb")
+    assert dft_reference(None, None, None, "xtb") is None
+    foreign = tmp_path / "foreign.json"
+    foreign.write_text("{}")
+    with pytest.raises(ValueError, match="not a JSON written by 'graphgen dft'"):
+        dft_reference(None, foreign, None, "xtb")
+    with pytest.raises(ValueError, match="workers"):
+        run_dft(None, ["C"], None, workers=0)
+    ok = SimpleNamespace(status="ok", reason=None, cached=False, elapsed_s=0.5, ok=True,
+                         values={"gap_eV": 10.0, "homo_eV": -7.0, "lumo_eV": 3.0, "dipole_D": 0.0, "energy_eV": -1.0,
+                                 "smiles": "C", "force_field": "mmff", "conformers_embedded": 1, "molblock": None})
+    failed = SimpleNamespace(status="failed", reason="open shell", cached=True, elapsed_s=0.1, ok=False, values={})
+    monkeypatch.setattr("graphgen.dft_runs.molblock", lambda values: "M  END\n")  # no 3D geometry here
+    table = dft_table(["C", "bad(", "[CH3]"], [ok, failed], [0, 2], "line", None)
+    assert [r["status"] for r in table.rows] == ["ok", "unreadable", "failed"]
+    assert table.rows[1]["reason"] == "unreadable line" and table.rows[2]["line"] == 3
+    assert len(table.sdf_blocks) == 1 and table.summary["gap_eV"]["n"] == 1
+    paths = write_dft_table(tmp_path / "out", table, method="xtb")
+    assert [p.name for p in paths] == ["out.csv", "out.sdf", "out.json"]
+    assert json.loads(paths[2].read_text())["method"] == "xtb"
