@@ -76,3 +76,17 @@ def test_screening_keeps_one_candidate_per_target_closest_by_the_surrogate(tiny_
         generate(generator, 2, steps=2, screen=2, surrogates={"gap": HeavyAtoms()})
     with pytest.raises(ValueError, match="no screening surrogate for mu"):
         generate(generator, 2, condition={"mu": 1.0}, steps=2, screen=2, surrogates={"gap": HeavyAtoms()})
+
+
+def test_shipped_surrogates_know_the_trends_a_chemist_knows():
+    """Polarisability and heat capacity grow with size; benzene's gap lies well below methane's; water is polar,
+    methane is not."""
+    surrogates, meta = load_surrogates()
+    assert sorted(surrogates) == ["Cv", "alpha", "gap", "homo", "lumo", "mu"]
+    assert all(s["test_mae"] > 0 for s in meta["scores"].values())
+    mols = [Chem.AddHs(Chem.MolFromSmiles(s)) for s in ("C", "CCCCCC", "c1ccccc1", "O")]
+    x = molecule_features(mols)
+    alpha, gap, mu, cv = (surrogates[p].predict(x) for p in ("alpha", "gap", "mu", "Cv"))
+    assert alpha[1] > alpha[0] + 20 and cv[1] > cv[0] + 10
+    assert gap[2] < gap[0] - 3  # eV
+    assert mu[3] > mu[0] + 0.7  # D (QM9: 1.9 vs 0; trees are coarse on the few tiny molecules)
