@@ -106,7 +106,7 @@ def sampling_node_counts(bundle, node_counts: str | os.PathLike | None = None,
         return node_counts_from_file(node_counts, max_nodes)
     if bundle.node_counts is not None:
         return None
-    if resolve_data_dir(data_dir) is None:
+    if data_dir is None and resolve_data_dir(None) is None:
         raise ValueError(NO_NODE_COUNTS)
     try:
         return node_count_histogram(load_training_data(bundle.config.data, data_dir), max_nodes)

@@ -160,9 +160,7 @@ def generate(generator: Generator, n: int, *, condition: dict[str, float] | None
     condition): k candidates per molecule, the sound one whose 2D-surrogate property is closest to the target
     kept (``molgen.screening``; ``surrogates`` replaces the shipped ones)."""
     if screen != 1:
-        from molgen.screening import screened_generate
-
-        return screened_generate(
+        return _screened_generate(
             generator, n, screen, check_condition(generator, condition or {}), num_atoms=num_atoms,
             surrogates=surrogates, drop_nonfinite=drop_nonfinite, relax=relax, drop_unsound=drop_unsound,
             relax_workers=relax_workers, progress=progress, guidance_scale=guidance_scale, steps=steps, seed=seed,
@@ -275,6 +273,39 @@ def relax_generated(generated: Generated, method: str, drop_unsound: bool = Fals
     targets = {k: v[idx] for k, v in generated.targets.items()}
     return Generated(batch, targets, generated.nfe, generated.seconds, generated.nonfinite, generated.settings,
                      [results[k] for k in keep], time.perf_counter() - start, len(results) - len(keep))
+
+
+def _screened_generate(generator, n: int, k: int, condition: dict[str, Any], *, num_atoms=None,
+                      surrogates: dict | None = None, drop_nonfinite: bool = True, relax: str | None = None,
+                      drop_unsound: bool = False, relax_workers: int = 1, progress: bool = False, **options):
+    """``generate`` with ``k`` candidates per molecule, screened (``molgen.screening``); ``options`` go to generate."""
+    from molgen.screening import screen_candidates
+    from molgen.surrogates import load_surrogates
+
+    if k < 1:
+        raise ValueError(f"screen must be >= 1 candidates per molecule, got {k}")
+    if not condition:
+        raise ValueError("screening needs a condition (--condition PROP=VALUE)")
+    surrogates = surrogates if surrogates is not None else load_surrogates()[0]
+    expanded = {p: (v.repeat_interleave(k) if torch.is_tensor(v) and v.ndim else v) for p, v in condition.items()}
+    counts = torch.as_tensor(num_atoms).reshape(-1).repeat_interleave(k) if num_atoms is not None else None
+    candidates = generate(generator, n * k, condition=expanded, num_atoms=counts, drop_nonfinite=False,
+                          progress=progress, **options)
+    stds = generator.metadata.get("property_std", {})
+    picks, stats = screen_candidates(candidates, n, k, surrogates, stds)
+    kept = select_molecules(candidates, picks)
+    finite = torch.isfinite(kept.batch.positions).flatten(1).all(1)
+    nonfinite = int((~finite).sum())
+    if drop_nonfinite and nonfinite:
+        if nonfinite == n:
+            raise FloatingPointError("every molecule's integration produced NaN or inf; the model file may be broken")
+        kept = select_molecules(kept, np.flatnonzero(finite.numpy()))
+    result = Generated(kept.batch, kept.targets, candidates.nfe, candidates.seconds, nonfinite,
+                       {**candidates.settings, "screen": k, "screen_statistics": stats,
+                        "screened_by": "molgen.surrogates (2D gradient-boosted trees, QM9 train_generator half)"})
+    if relax is not None:
+        result = relax_generated(result, relax, drop_unsound=drop_unsound, workers=relax_workers, progress=progress)
+    return result
 
 
 def select_molecules(generated: Generated, index) -> Generated:

@@ -1,22 +1,20 @@
 """Generate-and-screen for conditional sampling: ``k`` candidates per target, the best one kept.
 
 The conditional network alone reaches a target only roughly (benchmarks/results/molgen_generate_conditional*.md).
-``generate(..., screen=k)`` draws ``k`` candidates per requested molecule (each with its own atom count from
-p(n | c)) and keeps, per target, the candidate that is sound (strict closed-shell stable, RDKit-valid, connected,
-every bond inside its QM9 window) and whose property, predicted by a 2D surrogate (``molgen.surrogates``: trees
-on graph features, fitted on the generator's half of QM9), is closest to the target in units of the property's
-spread; a target whose candidates are all unsound gets its closest one. The judges of the benchmarks (3D
-regressors fitted on the other half) never take part. It costs ``k`` times the sampling.
+``molgen.sampling.generate(..., screen=k)`` draws ``k`` candidates per requested molecule (each with its own atom
+count from p(n | c)) and keeps, per target, the candidate that is sound (strict closed-shell stable, RDKit-valid,
+connected, every bond inside its QM9 window) and whose property, predicted by a 2D surrogate
+(``molgen.surrogates``: trees on graph features, fitted on the generator's half of QM9), is closest to the target
+in units of the property's spread; a target whose candidates are all unsound gets its closest one. The judges of
+the benchmarks (3D regressors fitted on the other half) never take part. It costs ``k`` times the sampling.
 """
 
 from __future__ import annotations
 
-from typing import Any
-
 import numpy as np
 import torch
 
-__all__ = ["screen_candidates", "screened_generate"]
+__all__ = ["screen_candidates"]
 
 
 def screen_candidates(generated, n: int, k: int, surrogates: dict, stds: dict[str, float]) -> tuple[np.ndarray, dict]:
@@ -47,36 +45,3 @@ def screen_candidates(generated, n: int, k: int, surrogates: dict, stds: dict[st
     stats = {"candidates": n * k, "sound_candidates": float(sound.mean()),
              "targets_with_a_sound_candidate": float(sound.reshape(n, k).any(1).mean())}
     return picks, stats
-
-
-def screened_generate(generator, n: int, k: int, condition: dict[str, Any], *, num_atoms=None,
-                      surrogates: dict | None = None, drop_nonfinite: bool = True, relax: str | None = None,
-                      drop_unsound: bool = False, relax_workers: int = 1, progress: bool = False, **options):
-    """``generate`` with ``k`` candidates per molecule, screened (module docstring); ``options`` go to generate."""
-    from molgen.sampling import Generated, generate, relax_generated, select_molecules
-    from molgen.surrogates import load_surrogates
-
-    if k < 1:
-        raise ValueError(f"screen must be >= 1 candidates per molecule, got {k}")
-    if not condition:
-        raise ValueError("screening needs a condition (--condition PROP=VALUE)")
-    surrogates = surrogates if surrogates is not None else load_surrogates()[0]
-    expanded = {p: (v.repeat_interleave(k) if torch.is_tensor(v) and v.ndim else v) for p, v in condition.items()}
-    counts = torch.as_tensor(num_atoms).reshape(-1).repeat_interleave(k) if num_atoms is not None else None
-    candidates = generate(generator, n * k, condition=expanded, num_atoms=counts, drop_nonfinite=False,
-                          progress=progress, **options)
-    stds = generator.metadata.get("property_std", {})
-    picks, stats = screen_candidates(candidates, n, k, surrogates, stds)
-    kept = select_molecules(candidates, picks)
-    finite = torch.isfinite(kept.batch.positions).flatten(1).all(1)
-    nonfinite = int((~finite).sum())
-    if drop_nonfinite and nonfinite:
-        if nonfinite == n:
-            raise FloatingPointError("every molecule's integration produced NaN or inf; the model file may be broken")
-        kept = select_molecules(kept, np.flatnonzero(finite.numpy()))
-    result = Generated(kept.batch, kept.targets, candidates.nfe, candidates.seconds, nonfinite,
-                       {**candidates.settings, "screen": k, "screen_statistics": stats,
-                        "screened_by": "molgen.surrogates (2D gradient-boosted trees, QM9 train_generator half)"})
-    if relax is not None:
-        result = relax_generated(result, relax, drop_unsound=drop_unsound, workers=relax_workers, progress=progress)
-    return result
