@@ -264,9 +264,8 @@ def _print_distributions(summary: dict, label: str) -> None:
 
 
 def _dft(args: argparse.Namespace) -> int:
-    from graphgen.dft import readable
+    from graphgen.dft import plot_property_histograms, property_values, readable
     from graphgen.dft_runs import dft_reference, dft_table, make_dft_hook, run_dft, write_dft_table
-    from graphgen.dft import plot_property_histograms, property_values
     from graphgen.sampling import read_samples
 
     items, is_molecule = read_samples(args.file, warn=lambda message: None)  # bad records are reported below
