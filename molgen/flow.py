@@ -14,7 +14,8 @@ A molecule of ``n`` atoms is the state ``positions`` (n, 3), ``atom_types`` (n,)
 Sampler: Euler steps for positions, CTMC Euler steps for the categorical parts with stochasticity ``eta`` and a
 temperature on the predicted probabilities (``p ** (1 / T)``), optional purity sampling (unmask the most
 confident tokens first, values still drawn from the predictions), classifier-free guidance by wrapping the
-model (``shared.guidance``).
+model (``shared.guidance``). The fields and the integration loop are ``shared.joint_flow.JointFlow``; this module
+adds what is molecular: the centred prior and its alignment, the noise recipes, the time distribution and grid.
 """
 
 from __future__ import annotations
@@ -27,8 +28,9 @@ import torch
 from scipy.optimize import linear_sum_assignment
 from torch import Tensor
 
-from shared.discrete_flow import MaskingDiscreteFlow, discrete_flow_loss, tempered_probs
+from shared.discrete_flow import MaskingDiscreteFlow
 from shared.flow import LinearInterpolant
+from shared.joint_flow import ContinuousField, DiscreteField, JointFlow, JointSampler
 
 __all__ = ["FlowConfig", "CATEGORICAL", "kabsch_rotation", "align_prior", "centred_prior", "remove_com",
            "noisy_state", "flow_loss", "SamplerConfig", "time_grid", "sample_molecules", "SampleOutput"]
@@ -140,20 +142,12 @@ def align_prior(x0: Tensor, x1: Tensor, mask: Tensor) -> Tensor:
     return (permuted @ rot.transpose(1, 2)) * _expand_mask(mask, x0)
 
 
-def _upper_pairs(mask: Tensor) -> Tensor:
-    """(B, N, N) bool: real atom pairs with i < j."""
-    pair = mask.unsqueeze(-1) & mask.unsqueeze(-2)
-    return torch.triu(pair, diagonal=1)
-
-
-def _symmetrise(upper: Tensor) -> Tensor:
-    """Copy the strict upper triangle of (B, N, N) into the lower one (the diagonal is kept)."""
-    triu = torch.triu(upper, diagonal=1)
-    return triu + triu.transpose(1, 2) + torch.diagonal(upper, dim1=1, dim2=2).diag_embed()
-
-
-def _flows(num_classes: dict[str, int], eta: float = 0.0) -> dict[str, MaskingDiscreteFlow]:
-    return {k: MaskingDiscreteFlow(num_classes[k], eta=eta) for k in CATEGORICAL}
+def _system(num_classes: dict[str, int], eta: float = 0.0) -> JointFlow:
+    """molgen's joint flow: centred positions on the linear path, masking flows for the categorical parts."""
+    return JointFlow(
+        continuous={"positions": ContinuousField(LinearInterpolant(), project=remove_com)},
+        discrete={key: DiscreteField(MaskingDiscreteFlow(num_classes[key], eta=eta), pairwise=key == "bonds")
+                  for key in CATEGORICAL})
 
 
 def noisy_state(batch: dict[str, Tensor], t: Tensor, num_classes: dict[str, int], config: FlowConfig,
@@ -172,11 +166,7 @@ def noisy_state(batch: dict[str, Tensor], t: Tensor, num_classes: dict[str, int]
         scale = config.distortion_std * t.to(x1.dtype) * chosen.to(x1.dtype)
         xt = xt + scale.view(-1, 1, 1) * centred_prior(mask, 1.0, generator, x1.dtype)
     state = {"positions": xt * _expand_mask(mask, x1), "mask": mask}
-    flows = _flows(num_classes)
-    for key in ("atom_types", "charges"):
-        state[key] = flows[key].sample_xt(batch[key], t, generator)
-    bonds = flows["bonds"].sample_xt(batch["bonds"], t, generator)
-    state["bonds"] = _symmetrise(bonds)
+    state.update(_system(num_classes).sample_discrete_xt(batch, t, generator))
     return state, x0
 
 
@@ -190,15 +180,8 @@ def flow_loss(model: Callable[..., dict[str, Tensor]], batch: dict[str, Tensor],
         t = config.sample_time(bsz, generator, mask.device, batch["positions"].dtype)
     state, _ = noisy_state(batch, t, num_classes, config, generator)
     out = model(state, t, cond=cond) if cond is not None else model(state, t)
-    m = _expand_mask(mask, batch["positions"])
-    # squared distance to the true position, averaged over the real atoms of each molecule
-    sq = ((out["positions"] - batch["positions"]) ** 2 * m).sum((1, 2)) / m.sum((1, 2)).clamp_min(1.0)
-    terms = {"positions": sq}
-    for key in ("atom_types", "charges"):
-        masked = mask & (state[key] == num_classes[key])
-        terms[key] = discrete_flow_loss(out[key], batch[key], masked)
-    masked_pairs = _upper_pairs(mask) & (state["bonds"] == num_classes["bonds"])
-    terms["bonds"] = discrete_flow_loss(out["bonds"], batch["bonds"], masked_pairs)
+    # squared distance to the true position per real atom; cross-entropy on the masked tokens (bonds: i < j)
+    terms = _system(num_classes).loss_terms(out, batch, state, mask)
     total = sum(config.loss_weights[k] * v.mean() for k, v in terms.items())
     return total, {k: v.mean().detach() for k, v in terms.items()}
 
@@ -265,55 +248,20 @@ def sample_molecules(model: Callable[..., dict[str, Tensor]], num_atoms: Tensor,
     flow_config = flow_config or FlowConfig()
     device = device or num_atoms.device
     num_atoms = num_atoms.to(device)
-    bsz, n = int(num_atoms.shape[0]), int(num_atoms.max())
+    n = int(num_atoms.max())
     mask = torch.arange(n, device=device).unsqueeze(0) < num_atoms.unsqueeze(1)
-    flows = _flows(num_classes, eta=config.eta)
-    x = centred_prior(mask, flow_config.prior_std, generator)
-    state = {"positions": x, "mask": mask}
-    for key in CATEGORICAL:
-        shape = (bsz, n, n) if key == "bonds" else (bsz, n)
-        state[key] = torch.full(shape, flows[key].mask_index, dtype=torch.long, device=device)
-    upper = _upper_pairs(mask)
-    grid = time_grid(config.steps, config.time_power, device)
-    nonfinite = torch.zeros(bsz, dtype=torch.bool, device=device)
-    steps = range(config.steps)
-    if progress:
-        from tqdm.auto import tqdm
-
-        steps = tqdm(steps, desc="molgen sample", leave=False)
-    with torch.no_grad():
-        for i in steps:
-            t = grid[i].expand(bsz)
-            dt = float(grid[i + 1] - grid[i])
-            out = model(state, t, cond=cond) if cond is not None else model(state, t)
-            bad = ~torch.isfinite(out["positions"]).flatten(1).all(1)
-            for key in CATEGORICAL:
-                bad |= ~torch.isfinite(out[key]).flatten(1).all(1)
-            nonfinite |= bad
-            x1_hat = torch.nan_to_num(out["positions"], nan=0.0, posinf=0.0, neginf=0.0)
-            last = i == config.steps - 1
-            if last:
-                x = x1_hat
-            else:
-                v = (x1_hat - state["positions"]) / (1.0 - grid[i])
-                if position_guidance is not None:
-                    v = v + position_guidance(state["positions"], t, state, out)
-                x = state["positions"] + dt * v
-            new = {"positions": remove_com(x, mask), "mask": mask}
-            for key in CATEGORICAL:
-                probs = tempered_probs(torch.nan_to_num(out[key], nan=0.0), config.temperature)
-                valid = upper if key == "bonds" else mask
-                cur = state[key]
-                if last:
-                    nxt = flows[key].finalize(cur, probs, generator, argmax=config.final == "argmax")
-                elif config.purity:
-                    nxt = flows[key].purity_step(cur, probs, t, dt, valid, generator)
-                else:
-                    nxt = flows[key].step(cur, probs, t, dt, generator, method=config.ctmc_step)
-                nxt = torch.where(valid, nxt, cur)
-                new[key] = _symmetrise(nxt) if key == "bonds" else nxt
-            state = new
-    bonds = torch.where(upper | upper.transpose(1, 2), state["bonds"], torch.zeros_like(state["bonds"]))
-    return SampleOutput(positions=state["positions"], atom_types=torch.where(mask, state["atom_types"], 0),
-                        charges=torch.where(mask, state["charges"], 0), bonds=bonds, mask=mask,
-                        nfe=config.steps, nonfinite=nonfinite)
+    system = _system(num_classes, eta=config.eta)
+    state = {"positions": centred_prior(mask, flow_config.prior_std, generator), "mask": mask}
+    state.update(system.discrete_prior(mask, generator))
+    correction = None
+    if position_guidance is not None:
+        def correction(key, x, t, state, out):
+            return position_guidance(x, t, state, out)
+    sampler = JointSampler(temperature=config.temperature, purity=config.purity, final=config.final,
+                           ctmc_step=config.ctmc_step)
+    result = system.integrate(model, state, time_grid(config.steps, config.time_power, device), sampler, cond=cond,
+                              generator=generator, progress=progress, velocity_correction=correction,
+                              desc="molgen sample")
+    s = result.state
+    return SampleOutput(positions=s["positions"], atom_types=s["atom_types"], charges=s["charges"],
+                        bonds=s["bonds"], mask=mask, nfe=result.nfe, nonfinite=result.nonfinite)

@@ -2,14 +2,15 @@
 
 Never imports RDKit, pymatgen, ASE, networkx or a domain package. The public surface is re-exported here;
 implementation lives in small modules (``sde``, ``system``, ``samplers``, ``edm``, ``flow``, ``discrete_flow``,
-``losses``, ``guidance``, ``training``, ``config``, ``hooks``, ``evaluation``).
+``joint_flow``, ``losses``, ``guidance``, ``training``, ``config``, ``hooks``, ``evaluation``).
 """
 
 from .config import ConfigError, config_to_dict, load_config, save_config
 from .discrete_flow import MaskingDiscreteFlow, UniformDiscreteFlow, discrete_flow_loss, tempered_probs
 from .edm import DenoiserScore, EDMLoss, EDMPrecond, edm_sampler, edm_sigma_steps, score_from_denoiser
 from .evaluation import EvaluationReport, Evaluator, MissingDependency, evaluator, run_evaluators
-from .flow import CosineInterpolant, FlowMatchingLoss, Interpolant, LinearInterpolant, cfm_target, integrate_flow
+from .flow import CosineInterpolant, Interpolant, LinearInterpolant
+from .joint_flow import ContinuousField, DiscreteField, JointFlow, JointSampler
 from .guidance import ClassifierFreeGuidance, GradientGuidance, drop_condition
 from .hooks import Hook, HookResult, content_hash, run_hook
 from .losses import dsm_loss, system_dsm_loss
@@ -26,7 +27,8 @@ __all__ = [
     "Component", "SDESystem", "sym_randn", "sym_randn_like",
     "SampleResult", "pc_sample", "s4_sample", "ode_sample",
     "EDMPrecond", "EDMLoss", "edm_sampler", "edm_sigma_steps", "score_from_denoiser", "DenoiserScore",
-    "Interpolant", "LinearInterpolant", "CosineInterpolant", "cfm_target", "FlowMatchingLoss", "integrate_flow",
+    "Interpolant", "LinearInterpolant", "CosineInterpolant",
+    "JointFlow", "ContinuousField", "DiscreteField", "JointSampler",
     "MaskingDiscreteFlow", "UniformDiscreteFlow", "discrete_flow_loss", "tempered_probs",
     "dsm_loss", "system_dsm_loss",
     "ClassifierFreeGuidance", "GradientGuidance", "drop_condition",

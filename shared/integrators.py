@@ -1,7 +1,7 @@
 """The one explicit ODE step the shared samplers use: Euler, or Heun's second-order trapezoidal correction.
 
-Used by EDM's sampler (``shared.edm``, in sigma), the flow integrator (``shared.flow``, in t) and the
-probability-flow ODE solver (``shared.samplers``). States are tensors or dicts of tensors.
+Used by EDM's sampler (``shared.edm``, in sigma) and the probability-flow ODE solver
+(``shared.samplers``). States are tensors or dicts of tensors.
 """
 
 from __future__ import annotations
