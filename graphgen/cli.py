@@ -142,11 +142,9 @@ def add_sample_parser(subparsers: argparse._SubParsersAction) -> argparse.Argume
 def dataset_name(text: str) -> str:
     """argparse type: a benchmark dataset's name in any case ('qm9', 'zinc250k', 'Community-Small'), returned as
     spelled in the benchmark; an unknown name lists the known ones."""
-    from graphgen.data import GRAPH_DATASETS
-    from graphgen.datasets import SYNTHETIC
-    from graphgen.diffusion import MOLECULE_DATASETS
+    from graphgen.datasets import DATASETS
 
-    known = [*GRAPH_DATASETS, *MOLECULE_DATASETS, *SYNTHETIC]
+    known = list(DATASETS)
     folded = {name.lower().replace("-", "_"): name for name in known}
     name = folded.get(text.strip().lower().replace("-", "_"))
     if name is None:

@@ -9,17 +9,109 @@ from __future__ import annotations
 
 import math
 import os
+from dataclasses import dataclass
+from typing import Callable
 
 import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from graphgen.diffusion import MOLECULE_DATASETS, DataConfig
+from graphgen.diffusion import DataConfig
 from shared.config import config_to_dict
 
-__all__ = ["SYNTHETIC", "load_training_data", "load_test_data", "node_count_histogram", "sampling_node_counts"]
+__all__ = ["DatasetSpec", "DATASETS", "register_dataset", "dataset_spec", "SYNTHETIC", "load_training_data",
+           "load_test_data", "node_count_histogram", "sampling_node_counts"]
 
-SYNTHETIC = ("synthetic_community", "synthetic_grid")
+DataDir = str | os.PathLike | None
+
+
+@dataclass(frozen=True)
+class DatasetSpec:
+    """A dataset graphgen can train on and evaluate against.
+
+    ``train(cfg, data_dir)`` gives the training split as GDSS tensors (``{"x", "adj", "flags"}`` per item);
+    ``test(cfg, data_dir)`` gives ``(test graphs, None)`` for graph sets or ``(test SMILES, train SMILES)`` for
+    molecule sets; ``atoms`` is a molecule set's atom vocabulary (the one-hot feature order), None for graphs.
+    """
+
+    name: str
+    train: Callable[[DataConfig, DataDir], Dataset]
+    test: Callable[[DataConfig, DataDir], tuple[list, list[str] | None]]
+    atoms: tuple[str, ...] | None = None
+
+    @property
+    def is_molecule(self) -> bool:
+        return self.atoms is not None
+
+
+DATASETS: dict[str, DatasetSpec] = {}
+
+
+def register_dataset(spec: DatasetSpec, *, replace: bool = False) -> DatasetSpec:
+    """Make ``spec.name`` known to training, sampling (node counts), evaluation and the CLI's ``--dataset``."""
+    if spec.name in DATASETS and not replace:
+        raise ValueError(f"dataset {spec.name!r} is already registered (pass replace=True to override it)")
+    DATASETS[spec.name] = spec
+    return spec
+
+
+def dataset_spec(name: str) -> DatasetSpec:
+    spec = DATASETS.get(name)
+    if spec is None:
+        raise ValueError(f"unknown dataset {name!r}; choose from {sorted(DATASETS)}")
+    return spec
+
+
+def _check_features(cfg: DataConfig, spec: DatasetSpec) -> None:
+    if spec.atoms is not None and cfg.max_feat_num != len(spec.atoms):
+        raise ValueError(f"data.max_feat_num={cfg.max_feat_num} but {cfg.name} has {len(spec.atoms)} atom types")
+
+
+def load_training_data(cfg: DataConfig, data_dir: DataDir = None) -> Dataset:
+    """The training split of ``cfg.name`` as GDSS tensors ``{"x", "adj", "flags"}`` per item."""
+    spec = dataset_spec(cfg.name)
+    _check_features(cfg, spec)
+    return spec.train(cfg, data_dir)
+
+
+def load_test_data(cfg: DataConfig, data_dir: DataDir = None) -> tuple[list, list[str] | None]:
+    """``(test graphs, None)`` for graph sets or ``(test SMILES, train SMILES)`` for molecule sets."""
+    return dataset_spec(cfg.name).test(cfg, data_dir)
+
+
+# --- the benchmark datasets --------------------------------------------------------------------------------------
+
+
+def _graph_benchmark(name: str) -> DatasetSpec:
+    def train(cfg: DataConfig, data_dir: DataDir) -> Dataset:
+        from graphgen import data
+
+        return data.GraphDataset(data.load_graph_dataset(name, data_dir)[0], cfg.max_node_num, cfg.max_feat_num)
+
+    def test(cfg: DataConfig, data_dir: DataDir) -> tuple[list, None]:
+        from graphgen import data
+
+        return data.load_graph_dataset(name, data_dir)[1], None
+
+    return DatasetSpec(name, train, test)
+
+
+def _molecule_benchmark(name: str, atoms: tuple[str, ...], loader: str) -> DatasetSpec:
+    def splits(data_dir: DataDir):
+        from graphgen import data
+
+        return getattr(data, loader)(data_dir=data_dir)
+
+    def train(cfg: DataConfig, data_dir: DataDir) -> Dataset:
+        from graphgen import data
+
+        return data.MoleculeDataset(splits(data_dir)[0])
+
+    def test(cfg: DataConfig, data_dir: DataDir) -> tuple[list, list[str]]:
+        train_split, test_split = splits(data_dir)
+        return test_split.smiles, train_split.smiles
+
+    return DatasetSpec(name, train, test, atoms)
 
 
 def _synthetic_graphs(cfg: DataConfig) -> list:
@@ -32,46 +124,26 @@ def _synthetic_graphs(cfg: DataConfig) -> list:
     return grid_graphs(cfg.num_graphs, rng, side_range=(2, side))
 
 
-def _check_features(cfg: DataConfig) -> None:
-    atoms = MOLECULE_DATASETS.get(cfg.name)
-    if atoms is not None and cfg.max_feat_num != len(atoms):
-        raise ValueError(f"data.max_feat_num={cfg.max_feat_num} but {cfg.name} has {len(atoms)} atom types")
+def _synthetic(name: str) -> DatasetSpec:
+    def train(cfg: DataConfig, data_dir: DataDir) -> Dataset:
+        from graphgen import data
 
+        return data.GraphDataset(_synthetic_graphs(cfg), cfg.max_node_num, cfg.max_feat_num)
 
-def load_training_data(cfg: DataConfig, data_dir: str | os.PathLike | None = None) -> Dataset:
-    """The training split of ``cfg.name`` as GDSS tensors ``{"x", "adj", "flags"}`` per item."""
-    from graphgen import data
-
-    _check_features(cfg)
-    if cfg.name == "QM9":
-        return data.MoleculeDataset(data.load_qm9(data_dir)[0])
-    if cfg.name == "ZINC250k":
-        return data.MoleculeDataset(data.load_zinc250k(data_dir=data_dir)[0])
-    if cfg.name in SYNTHETIC:
-        graphs = _synthetic_graphs(cfg)
-    elif cfg.name in data.GRAPH_DATASETS:
-        graphs = data.load_graph_dataset(cfg.name, data_dir)[0]
-    else:
-        raise ValueError(f"unknown dataset {cfg.name!r}; choose from "
-                         f"{sorted([*data.GRAPH_DATASETS, *MOLECULE_DATASETS, *SYNTHETIC])}")
-    return data.GraphDataset(graphs, cfg.max_node_num, cfg.max_feat_num)
-
-
-def load_test_data(cfg: DataConfig, data_dir: str | os.PathLike | None = None) -> tuple[list, list[str] | None]:
-    """``(test graphs, None)`` for graph sets or ``(test SMILES, train SMILES)`` for molecule sets."""
-    from graphgen import data
-
-    if cfg.name == "QM9":
-        train, test = data.load_qm9(data_dir)
-        return test.smiles, train.smiles
-    if cfg.name == "ZINC250k":
-        train, test = data.load_zinc250k(data_dir=data_dir)
-        return test.smiles, train.smiles
-    if cfg.name in data.GRAPH_DATASETS:
-        return data.load_graph_dataset(cfg.name, data_dir)[1], None
-    if cfg.name in SYNTHETIC:  # a fresh draw with another seed stands in for a test split
+    def test(cfg: DataConfig, data_dir: DataDir) -> tuple[list, None]:
+        # a fresh draw with another seed stands in for a test split
         return _synthetic_graphs(DataConfig(**{**config_to_dict(cfg), "seed": cfg.seed + 1})), None
-    raise ValueError(f"unknown dataset {cfg.name!r}")
+
+    return DatasetSpec(name, train, test)
+
+
+for _name in ("community_small", "ego_small", "grid", "ENZYMES"):  # graphgen.data.GRAPH_DATASETS, GDSS's files
+    register_dataset(_graph_benchmark(_name))
+register_dataset(_molecule_benchmark("QM9", ("C", "N", "O", "F"), "load_qm9"))
+register_dataset(_molecule_benchmark("ZINC250k", ("C", "N", "O", "F", "P", "S", "Cl", "Br", "I"), "load_zinc250k"))
+SYNTHETIC = ("synthetic_community", "synthetic_grid")
+for _name in SYNTHETIC:
+    register_dataset(_synthetic(_name))
 
 
 def node_count_histogram(dataset: Dataset, max_node_num: int) -> torch.Tensor:

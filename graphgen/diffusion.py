@@ -36,11 +36,15 @@ __all__ = [
     "gdss_score_fn",
     "gdss_loss",
     "make_loss_fn",
-    "MOLECULE_DATASETS",
 ]
 
-# dataset name -> atom types (molecule sets only)
-MOLECULE_DATASETS = {"QM9": ("C", "N", "O", "F"), "ZINC250k": ("C", "N", "O", "F", "P", "S", "Cl", "Br", "I")}
+
+def __getattr__(name: str):
+    if name == "MOLECULE_DATASETS":  # dataset name -> atom types, read from the registry (graphgen.datasets)
+        from graphgen.datasets import DATASETS
+
+        return {key: spec.atoms for key, spec in DATASETS.items() if spec.atoms is not None}
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 @dataclass
@@ -146,7 +150,10 @@ class GraphGenConfig:
     @property
     def atom_types(self) -> tuple[str, ...] | None:
         """Atom types of a molecule dataset, None for generic graphs."""
-        return MOLECULE_DATASETS.get(self.data.name)
+        from graphgen.datasets import DATASETS
+
+        spec = DATASETS.get(self.data.name)
+        return None if spec is None else spec.atoms
 
 
 def build_sde(cfg: SDEConfig) -> SDE:

@@ -39,13 +39,13 @@ def load_reference(is_molecule: bool, dataset: str, data_dir: str | os.PathLike 
                    ) -> tuple[list | None, list | None, str | None]:
     """``(reference, train_smiles, skipped)``: ``dataset``'s test split (and training SMILES for molecules), or
     None with the reason when a molecule set's splits are unavailable (novelty and FCD are then skipped)."""
-    from graphgen.diffusion import MOLECULE_DATASETS, DataConfig
-    from graphgen.train import load_test_data
+    from graphgen.datasets import dataset_spec, load_test_data
+    from graphgen.diffusion import DataConfig
     from shared.paths import resolve_data_dir
 
-    if is_molecule != (dataset in MOLECULE_DATASETS):
+    if is_molecule != dataset_spec(dataset).is_molecule:
         raise ValueError(f"the samples are {'molecules' if is_molecule else 'graphs'} but dataset {dataset} is "
-                         f"{'a molecule set' if dataset in MOLECULE_DATASETS else 'graphs'}")
+                         f"{'a molecule set' if not is_molecule else 'graphs'}")
     if is_molecule and resolve_data_dir(data_dir) is None:
         return None, None, "no data_dir / $SCOREGEN_DATA"
     if is_molecule:
