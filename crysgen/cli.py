@@ -413,9 +413,11 @@ def _reference_split(args: argparse.Namespace, dataset: str, split: str, cache: 
 
 
 def add_relax_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
+    from crysgen.hooks import CALCULATORS
+
     parser = subparsers.add_parser("relax", help="relax generated crystals with CHGNet or EMT (ASE)")
     _add_source_options(parser)
-    parser.add_argument("--calculator", choices=["chgnet", "emt"], default="chgnet")
+    parser.add_argument("--calculator", choices=tuple(CALCULATORS), default="chgnet")
     parser.add_argument("--fmax", type=positive_float, default=0.1, help="force threshold in eV/A (default 0.1)")
     parser.add_argument("--steps", type=positive_int, default=500, help="max optimiser steps (default 500)")
     parser.add_argument("--limit", type=positive_int, default=None, help="relax only the first N crystals")
@@ -431,19 +433,14 @@ def add_relax_parser(subparsers: argparse._SubParsersAction) -> argparse.Argumen
 def _relax(args: argparse.Namespace) -> int:
     from pymatgen.core import Structure
 
-    from crysgen.hooks import ASECalculatorHook, CHGNetHook
+    from crysgen.hooks import CALCULATORS
     from crysgen.representation import write_cifs
     from shared.hooks import run_hook
     from shared.io import atomic_write_json
 
     read = _read_source(args)
     structures = [s for s in read.structures if s is not None][: args.limit]
-    if args.calculator == "chgnet":
-        hook = CHGNetHook(fmax=args.fmax, steps=args.steps)
-    else:
-        from ase.calculators.emt import EMT
-
-        hook = ASECalculatorHook(EMT, fmax=args.fmax, steps=args.steps, relax_cell=True)
+    hook = CALCULATORS[args.calculator](fmax=args.fmax, steps=args.steps)
     source = Path(args.source)
     out = Path(args.out) if args.out else (source if source.is_dir() else source.parent) / "relaxed"
     results = run_hook(hook, [s.as_dict() for s in structures], cache_dir=args.cache_dir or out / "cache",

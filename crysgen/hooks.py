@@ -17,8 +17,9 @@ import numpy as np
 from shared.evaluation import require_package
 from shared.hooks import content_hash
 from shared.io import atomic_write_text
+from shared.registry import Registry
 
-__all__ = ["ASECalculatorHook", "CHGNetHook", "energy_above_hull", "export_vasp_inputs", "structure_key"]
+__all__ = ["CALCULATORS", "ASECalculatorHook", "CHGNetHook", "energy_above_hull", "export_vasp_inputs", "structure_key"]
 
 _OPTIMIZERS = ("FIRE", "BFGS")
 
@@ -186,3 +187,15 @@ def export_vasp_inputs(structure: Any, directory: str | os.PathLike,
         "POTCAR.spec": "\n".join(input_set.potcar_symbols) + "\n",
     }
     return {name: atomic_write_text(directory / name, text) for name, text in texts.items()}
+
+
+def _emt_hook(**options) -> ASECalculatorHook:
+    from ase.calculators.emt import EMT
+
+    return ASECalculatorHook(EMT, relax_cell=True, **options)
+
+
+# name -> hook factory(fmax=, steps=): the calculators `crysgen relax --calculator` and campaigns choose from
+CALCULATORS: Registry[Callable[..., ASECalculatorHook]] = Registry("calculator")
+CALCULATORS.register("chgnet", CHGNetHook)
+CALCULATORS.register("emt", _emt_hook)

@@ -9,13 +9,12 @@ from __future__ import annotations
 
 import math
 import os
-from dataclasses import dataclass
-from typing import Callable
 
 import numpy as np
 import torch
 from torch.utils.data import Dataset
 
+from graphgen.dataset_registry import DATASETS, DatasetSpec, dataset_spec, register_dataset
 from graphgen.diffusion import DataConfig
 from shared.config import config_to_dict
 
@@ -23,43 +22,6 @@ __all__ = ["DatasetSpec", "DATASETS", "register_dataset", "dataset_spec", "SYNTH
            "load_test_data", "node_count_histogram", "sampling_node_counts"]
 
 DataDir = str | os.PathLike | None
-
-
-@dataclass(frozen=True)
-class DatasetSpec:
-    """A dataset graphgen can train on and evaluate against.
-
-    ``train(cfg, data_dir)`` gives the training split as GDSS tensors (``{"x", "adj", "flags"}`` per item);
-    ``test(cfg, data_dir)`` gives ``(test graphs, None)`` for graph sets or ``(test SMILES, train SMILES)`` for
-    molecule sets; ``atoms`` is a molecule set's atom vocabulary (the one-hot feature order), None for graphs.
-    """
-
-    name: str
-    train: Callable[[DataConfig, DataDir], Dataset]
-    test: Callable[[DataConfig, DataDir], tuple[list, list[str] | None]]
-    atoms: tuple[str, ...] | None = None
-
-    @property
-    def is_molecule(self) -> bool:
-        return self.atoms is not None
-
-
-DATASETS: dict[str, DatasetSpec] = {}
-
-
-def register_dataset(spec: DatasetSpec, *, replace: bool = False) -> DatasetSpec:
-    """Make ``spec.name`` known to training, sampling (node counts), evaluation and the CLI's ``--dataset``."""
-    if spec.name in DATASETS and not replace:
-        raise ValueError(f"dataset {spec.name!r} is already registered (pass replace=True to override it)")
-    DATASETS[spec.name] = spec
-    return spec
-
-
-def dataset_spec(name: str) -> DatasetSpec:
-    spec = DATASETS.get(name)
-    if spec is None:
-        raise ValueError(f"unknown dataset {name!r}; choose from {sorted(DATASETS)}")
-    return spec
 
 
 def _check_features(cfg: DataConfig, spec: DatasetSpec) -> None:

@@ -39,9 +39,9 @@ def make_dft_hook(method: str = "xtb", *, optimize: bool = False, conformers: in
     """SMILES -> 3D embedding (ETKDG + force field) -> optional GFN2-xTB optimisation -> ``method`` single point."""
     if method not in METHODS:
         raise ValueError(f"unknown DFT method {method!r}; choose from {', '.join(METHODS)}")
-    from molgen.hooks import MoleculeRecord, PySCFHook, XTBHook, dft_input_problem
+    from molgen.hooks import QM_HOOKS, XTBHook, MoleculeRecord, dft_input_problem
 
-    backend = XTBHook() if method == "xtb" else PySCFHook()
+    backend = QM_HOOKS[method]()
     optimizer = XTBHook(optimize=True) if optimize else None
     embedding = EmbeddingSettings(conformers=conformers, force_field=force_field, seed=seed)
     return GraphDFTHook(backend, MoleculeRecord.from_mol, embedding, optimizer, check=dft_input_problem)

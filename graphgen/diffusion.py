@@ -41,7 +41,7 @@ __all__ = [
 
 def __getattr__(name: str):
     if name == "MOLECULE_DATASETS":  # dataset name -> atom types, read from the registry (graphgen.datasets)
-        from graphgen.datasets import DATASETS
+        from graphgen.dataset_registry import DATASETS
 
         return {key: spec.atoms for key, spec in DATASETS.items() if spec.atoms is not None}
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
@@ -150,7 +150,7 @@ class GraphGenConfig:
     @property
     def atom_types(self) -> tuple[str, ...] | None:
         """Atom types of a molecule dataset, None for generic graphs."""
-        from graphgen.datasets import DATASETS
+        from graphgen.dataset_registry import DATASETS
 
         spec = DATASETS.get(self.data.name)
         return None if spec is None else spec.atoms

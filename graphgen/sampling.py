@@ -25,6 +25,7 @@ from graphgen.checkpoint import ModelBundle
 from graphgen.diffusion import SamplerConfig, build_system, gdss_score_fn
 from shared.numerics import flush_denormal_mode, resolve_precision
 from shared.io import atomic_write_json, atomic_write_text, split_sdf_records
+from shared.registry import Registry
 from shared.samplers import ode_sample, pc_sample, s4_sample
 
 __all__ = ["SampleOutput", "sample_graphs", "draw_node_flags", "write_samples", "read_samples"]
@@ -140,17 +141,12 @@ def _sample_batch(bundle: ModelBundle, flags: Tensor, *, sampler: str, predictor
 # ``common`` the keyword arguments every shared sampler takes (mask, generator, eps, device, progress). To add a
 # sampler: write it in shared/samplers.py (tested on analytic scores) and register it here; the CLI's --sampler
 # choices, the API and the validation follow.
-SAMPLERS: dict[str, Callable[..., Any]] = {}
+SAMPLERS: Registry[Callable[..., Any]] = Registry("graphgen sampler")
 
 
 def register_sampler(name: str) -> Callable:
-    def wrap(fn: Callable) -> Callable:
-        if name in SAMPLERS:
-            raise ValueError(f"a graphgen sampler named {name!r} is already registered")
-        SAMPLERS[name] = fn
-        return fn
-
-    return wrap
+    """Decorator: ``@register_sampler("name")`` above ``fn(score, system, shapes, steps, settings, common)``."""
+    return SAMPLERS.register(name)
 
 
 @register_sampler("pc")  # predictor-corrector (GDSS's default, 2 NFE/step with Langevin)

@@ -245,13 +245,13 @@ class MolgenCampaign:
     # --- verification and ranking ----------------------------------------------------------------------------
 
     def verification(self, spec: CampaignSpec, method: str):
-        from molgen.hooks import PySCFHook, XTBHook
+        from molgen.hooks import QM_HOOKS
         from molgen.sampling import canonical_property
 
         if method == "regressor":
             props = tuple(canonical_property(p) for p in spec.target) or ("gap",)
             return RegressorHook(props), lambda cand: cand["record"]
-        hook = XTBHook() if method == "xtb" else PySCFHook()
+        hook = QM_HOOKS[method]()
         return hook, _record_of
 
     def rank_value(self, spec: CampaignSpec, candidate: dict) -> float | None:

@@ -156,9 +156,11 @@ _DFT_COLUMNS = ("energy_eV", "homo_eV", "lumo_eV", "gap_eV", "dipole_D")
 
 
 def add_dft_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
+    from molgen.hooks import QM_HOOKS
+
     parser = subparsers.add_parser("dft", help="xTB or B3LYP single points for the molecules of an SDF/XYZ file")
     parser.add_argument("file", help="SDF/MOL or (multi-)XYZ file")
-    parser.add_argument("--method", choices=("xtb", "b3lyp"), default="xtb",
+    parser.add_argument("--method", choices=tuple(QM_HOOKS), default="xtb",
                         help="xtb: GFN2-xTB (tblite); b3lyp: B3LYP/6-31G(2df,p) with PySCF (slow)")
     parser.add_argument("--workers", type=positive_int, default=1, help="parallel processes (default 1)")
     parser.add_argument("--cache", default=None,
@@ -178,7 +180,7 @@ def _dft(args: argparse.Namespace) -> int:
     from concurrent.futures import ProcessPoolExecutor
     from multiprocessing import get_context
 
-    from molgen.hooks import MoleculeRecord, PySCFHook, XTBHook, dft_input_problem
+    from molgen.hooks import QM_HOOKS, MoleculeRecord, dft_input_problem
     from shared.hooks import HookResult, run_hook
     from shared.io import atomic_write_json, atomic_write_text
 
@@ -186,7 +188,7 @@ def _dft(args: argparse.Namespace) -> int:
     problems = [dft_input_problem(mol) for mol in read.mols]  # no open shell or broken geometry reaches the hook
     todo = [k for k, problem in enumerate(problems) if problem is None]
     records = [MoleculeRecord.from_mol(read.mols[k]) for k in todo]
-    hook = XTBHook() if args.method == "xtb" else PySCFHook()
+    hook = QM_HOOKS[args.method]()
     cache = Path(args.cache) if args.cache else read.path.parent / ".molgen-dft-cache"
     executor = None
     if args.workers > 1:

@@ -28,9 +28,10 @@ import numpy as np
 from molgen.qm_basis import QM9_BASIS_NAME, qm9_basis
 from molgen.units import ANGSTROM_TO_BOHR, E_BOHR_TO_DEBYE, HARTREE_TO_EV
 from shared.hooks import content_hash
+from shared.registry import Registry
 
-__all__ = ["MoleculeRecord", "OpenShellError", "dft_input_problem", "SCFNotConverged", "frontier_orbitals", "XTBHook",
-           "PySCFHook"]
+__all__ = ["QM_HOOKS", "MoleculeRecord", "OpenShellError", "dft_input_problem", "SCFNotConverged", "frontier_orbitals",
+           "XTBHook", "PySCFHook"]
 
 _POSITION_DECIMALS = 6  # 1e-6 Angstrom: far below any physical effect, far above float noise
 _HARTREE_PER_K_TO_CAL_PER_MOL_K = 627.5094740631 * 1000.0
@@ -343,3 +344,9 @@ def dft_input_problem(mol) -> str | None:
             return f"refused geometry: bond {name(i)}-{name(j)} is {dist(i, j):.2f} A, shorter than QM9's bonds " \
                    f"of this pair ({low:.2f} A)"
     return None
+
+
+# name -> hook class: the QM methods `molgen dft --method`, campaigns and graphgen's DFT runs choose from
+QM_HOOKS: Registry[type] = Registry("QM method")
+QM_HOOKS.register("xtb", XTBHook)
+QM_HOOKS.register("b3lyp", PySCFHook)

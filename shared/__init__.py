@@ -14,6 +14,7 @@ from .joint_flow import ContinuousField, DiscreteField, JointFlow, JointSampler
 from .guidance import ClassifierFreeGuidance, GradientGuidance, drop_condition
 from .hooks import Hook, HookResult, content_hash, run_hook
 from .losses import dsm_loss, system_dsm_loss
+from .registry import Registry, UnknownName
 from .samplers import SampleResult, ode_sample, pc_sample, s4_sample
 from .sde import SDE, VESDE, VPSDE, SubVPSDE, expand_like
 from .seeding import make_generator, seed_everything
@@ -37,4 +38,5 @@ __all__ = [
     "seed_everything", "make_generator",
     "Evaluator", "EvaluationReport", "MissingDependency", "evaluator", "run_evaluators",
     "Hook", "HookResult", "content_hash", "run_hook",
+    "Registry", "UnknownName",
 ]

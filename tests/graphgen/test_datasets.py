@@ -45,11 +45,11 @@ def test_a_registered_dataset_serves_training_evaluation_and_the_cli():
         test, train_smiles = load_test_data(cfg)
         assert test[0].number_of_nodes() == 3 and train_smiles is None
         assert dataset_name("Paths-Test") == "paths_test"
-        with pytest.raises(ValueError, match="already registered"):
+        with pytest.raises(ValueError, match="named 'paths_test' is already registered"):
             register_dataset(spec)
         register_dataset(spec, replace=True)
     finally:
-        DATASETS.pop("paths_test")
+        DATASETS.unregister("paths_test")
     with pytest.raises(ValueError, match="unknown dataset 'paths_test'; choose from"):
         dataset_spec("paths_test")
     with pytest.raises(argparse.ArgumentTypeError, match="unknown dataset"):
