@@ -30,7 +30,7 @@ from crysgen.representation import write_cifs
 from shared.io import atomic_write_json, atomic_write_text
 from shared.numerics import resolve_precision
 
-__all__ = ["SampleResult", "sample_crystals", "summary_rows", "write_samples"]
+__all__ = ["SampleResult", "sample_crystals", "sampler_settings", "summary_rows", "write_samples"]
 
 
 @dataclass
@@ -78,23 +78,17 @@ def sample_crystals(checkpoint: str | os.PathLike | CrystalModel | None = None, 
     ``precision``: "fp32", "bf16" (the denoiser under bf16 autocast, the integrator in fp32) or "auto" (bf16
     where the hardware has it natively).
     """
-    if steps is not None and steps < 1:
-        raise ValueError(f"steps must be >= 1 (None: the model's), got {steps}")
-    if churn is not None and not (math.isfinite(churn) and churn >= 0):
-        raise ValueError(f"churn must be a finite number >= 0, got {churn}")
     if symmetrize is not None and symmetrize <= 0:
         raise ValueError(f"symmetrize must be a tolerance > 0 A, got {symmetrize}")
     model = checkpoint if isinstance(checkpoint, CrystalModel) else load_model(checkpoint, device)
+    diffusion = sampler_settings(model, steps=steps, churn=churn)
     allowed = allowed_elements(model, elements)
     device = next(model.denoiser.parameters()).device
     cond = model.normalise_condition(guidance) if guidance else None
     generator = torch.Generator(device=device).manual_seed(int(seed))
     start = time.perf_counter()
-    diffusion = model.config.diffusion
-    if churn is not None:
-        diffusion = dataclasses.replace(diffusion, S_churn=float(churn))
     out = sample_matrices(model.denoiser, n, model.encoder.shape, diffusion, cond=cond,
-                          guidance_scale=guidance_scale, steps=steps, generator=generator, batch_size=batch_size,
+                          guidance_scale=guidance_scale, generator=generator, batch_size=batch_size,
                           device=device, progress=progress, precision=precision)
     matrices = model.scaler.inverse_transform(out.samples.double().cpu()).numpy()
     structures = model.encoder.decode_many(_restrict_elements(matrices, allowed, model.encoder.n_elements))
@@ -105,13 +99,25 @@ def sample_crystals(checkpoint: str | os.PathLike | CrystalModel | None = None, 
         unsymmetrized = structures
         structures, done = symmetrize_structures(structures, symmetrize)
     seconds = time.perf_counter() - start
-    used_steps = model.config.diffusion.steps if steps is None else steps
-    settings = {"checkpoint": str(model.path), "n": n, "steps": used_steps,
+    settings = {"checkpoint": str(model.path), "n": n, "steps": diffusion.steps,
                 "guidance": guidance or {}, "guidance_scale": guidance_scale if guidance else None, "seed": seed,
                 "batch_size": batch_size, "device": str(device), "nfe": out.nfe, "seconds": seconds,
                 "symmetrize": symmetrize, "S_churn": diffusion.S_churn, "training_data": training_data(model),
                 "elements": allowed, "precision": resolve_precision(precision, device)}
     return SampleResult(structures, matrices, out.nfe, seconds, settings, unsymmetrized, done)
+
+
+def sampler_settings(model: CrystalModel, *, steps: int | None = None, churn: float | None = None):
+    """The sampler settings a call uses, resolved in this one place: the model file's, replaced key by key by its
+    ``NAME.sampler.yaml`` sidecar (read by :func:`crysgen.checkpoint.load_model`), then by the call's ``steps`` and
+    ``churn`` (EDM's ``S_churn``) where given. Returns the model's ``DiffusionConfig`` with those replaced."""
+    if steps is not None and (isinstance(steps, bool) or int(steps) != steps or steps < 1):
+        raise ValueError(f"steps must be an integer >= 1 (None: the model's), got {steps}")
+    if churn is not None and not (math.isfinite(churn) and churn >= 0):
+        raise ValueError(f"churn must be a finite number >= 0, got {churn}")
+    changes = {k: v for k, v in (("steps", None if steps is None else int(steps)),
+                                 ("S_churn", None if churn is None else float(churn))) if v is not None}
+    return dataclasses.replace(model.config.diffusion, **changes)
 
 
 def allowed_elements(model: CrystalModel, elements: Sequence[str] | str | None) -> list[str] | None:

@@ -319,6 +319,16 @@ def test_a_sampler_sidecar_overrides_the_checkpoints_sampler_settings(tiny_run, 
     assert model.config.trainer == stored.config.trainer
     result = sample_crystals(model, 2, seed=0)
     assert result.settings["S_churn"] == 12.0 and result.nfe == 2 * 7 - 1
+    # the call's settings replace the sidecar's, in one place (crysgen.sampling.sampler_settings)
+    from crysgen.sampling import sampler_settings
+
+    resolved = sampler_settings(model, steps=5, churn=0)
+    assert (resolved.steps, resolved.S_churn, resolved.S_max) == (5, 0.0, model.config.diffusion.S_max)
+    assert sampler_settings(model) == model.config.diffusion
+    called = sample_crystals(model, 2, seed=0, steps=5, churn=0)
+    assert called.settings["steps"] == 5 and called.settings["S_churn"] == 0.0 and called.nfe == 2 * 5 - 1
+    with pytest.raises(ValueError, match="steps must be an integer"):
+        sampler_settings(model, steps=2.5)
     sidecar.write_text("")  # an empty file changes nothing
     assert load_model(ckpt).config.diffusion == stored.config.diffusion
 
