@@ -11,7 +11,8 @@ import torch
 
 from graphgen.checkpoint import ModelBundle, default_model_path
 from graphgen.checkpoint import load_model as _load_model_file
-from graphgen.sampling import read_samples, resolve_preset, sample_graphs, write_samples
+from graphgen.io import read_samples, write_samples
+from graphgen.sampling import resolve_preset, sample_graphs
 
 __all__ = ["GraphSamples", "evaluate", "load_model", "sample"]
 

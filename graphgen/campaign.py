@@ -98,7 +98,8 @@ class GraphgenCampaign:
         from rdkit import Chem, RDLogger
 
         from graphgen.metrics import canonical_smiles
-        from graphgen.sampling import _mol_smiles, sample_graphs
+        from graphgen.io import mol_smiles
+        from graphgen.sampling import sample_graphs
 
         bundle = _bundle(spec.model)
         out = sample_graphs(bundle, n, steps=spec.steps, seed=seed, batch_size=n)
@@ -108,7 +109,7 @@ class GraphgenCampaign:
         try:
             candidates = []
             for mol in out.items:
-                raw = _mol_smiles(mol)
+                raw = mol_smiles(mol)
                 smiles = canonical_smiles(raw) if raw else None
                 parsed = Chem.MolFromSmiles(smiles) if smiles else None
                 filters = {}

@@ -154,7 +154,7 @@ def dataset_name(text: str) -> str:
 
 def _evaluate(args: argparse.Namespace) -> int:
     from graphgen.evaluation import evaluate_against, load_reference
-    from graphgen.sampling import read_samples
+    from graphgen.io import read_samples
     from shared.io import atomic_write_json
 
     items, is_molecule = read_samples(args.samples)
@@ -264,7 +264,7 @@ def _print_distributions(summary: dict, label: str) -> None:
 def _dft(args: argparse.Namespace) -> int:
     from graphgen.dft import plot_property_histograms, property_values, readable
     from graphgen.dft_runs import dft_reference, dft_table, make_dft_hook, run_dft, write_dft_table
-    from graphgen.sampling import read_samples
+    from graphgen.io import read_samples
 
     items, is_molecule = read_samples(args.file, warn=lambda message: None)  # bad records are reported below
     if not is_molecule:
