@@ -15,7 +15,7 @@ import torch
 from torch.utils.data import Dataset
 
 from graphgen.dataset_registry import DATASETS, DatasetSpec, dataset_spec, register_dataset
-from graphgen.diffusion import DataConfig
+from graphgen.config import DataConfig
 from shared.config import config_to_dict
 
 __all__ = ["DatasetSpec", "DATASETS", "register_dataset", "dataset_spec", "SYNTHETIC", "load_training_data",

@@ -1,4 +1,5 @@
-"""GDSS as an SDE system: configs, the two score networks, the score-function wrapper and the training loss.
+"""GDSS as an SDE system: the two score networks, the score-function wrapper and the training loss (the run
+configuration is :mod:`graphgen.config`, re-exported here).
 
 GDSS (Jo et al., 2022) diffuses node features X (B, N, F) and a symmetric adjacency A (B, N, N) with one SDE
 each; two networks see the same noisy pair (X_t, A_t) and predict one score each. For VP / sub-VP SDEs the
@@ -8,13 +9,11 @@ networks predict the noise, score = -net / std(t); for VE they predict the score
 
 from __future__ import annotations
 
-import math
-from dataclasses import dataclass, field
-from typing import Literal
-
 import torch
 from torch import Tensor, nn
 
+from graphgen.config import (DataConfig, GraphGenConfig, NetworkConfig, SamplerConfig, SDEConfig,  # noqa: F401
+                             SDEPairConfig, TrainConfig)
 from graphgen.models import ScoreNetworkA, ScoreNetworkX, ScoreNetworkX_GMH
 from shared.losses import system_dsm_loss
 from shared.numerics import network_autocast
@@ -45,115 +44,6 @@ def __getattr__(name: str):
 
         return {key: spec.atoms for key, spec in DATASETS.items() if spec.atoms is not None}
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-
-
-@dataclass
-class SDEConfig:
-    """One component's SDE in GDSS notation (for VE, beta_min/beta_max are sigma_min/sigma_max)."""
-
-    type: Literal["VP", "VE", "subVP"] = "VP"
-    beta_min: float = 0.1
-    beta_max: float = 1.0
-    num_scales: int = 1000
-
-
-@dataclass
-class SDEPairConfig:
-    x: SDEConfig = field(default_factory=SDEConfig)
-    adj: SDEConfig = field(default_factory=SDEConfig)
-
-
-@dataclass
-class DataConfig:
-    """``name``: a GDSS benchmark (community_small, ego_small, grid, ENZYMES, QM9, ZINC250k) or a generated set
-    (``synthetic_community`` / ``synthetic_grid`` with ``num_graphs`` graphs drawn with ``seed``)."""
-
-    name: str = "community_small"
-    max_node_num: int = 20
-    max_feat_num: int = 10
-    batch_size: int = 128
-    num_graphs: int = 100
-    seed: int = 0
-
-
-@dataclass
-class NetworkConfig:
-    x: Literal["ScoreNetworkX", "ScoreNetworkX_GMH"] = "ScoreNetworkX"
-    adj: Literal["ScoreNetworkA"] = "ScoreNetworkA"
-    conv: str = "GCN"
-    num_heads: int = 4
-    depth: int = 3
-    adim: int = 32
-    nhid: int = 32
-    num_layers: int = 5
-    num_linears: int = 2
-    c_init: int = 2
-    c_hid: int = 8
-    c_final: int = 4
-    time_conditioned: bool = False  # our opt-in addition: networks also see t
-    time_dim: int = 16
-
-
-@dataclass
-class TrainConfig:
-    """GDSS training hyper-parameters; ``max_steps`` (if set) overrides ``num_epochs``."""
-
-    num_epochs: int = 5000
-    max_steps: int | None = None
-    lr: float = 1e-2
-    weight_decay: float = 1e-4
-    lr_decay: float | None = 0.999  # per epoch (GDSS ExponentialLR); None: constant
-    grad_clip: float | None = 1.0
-    ema: float | None = 0.999
-    eps: float = 1e-5
-    seed: int = 0
-    log_every: int = 100
-    checkpoint_every: int | None = 1000
-    keep_last: int = 3
-
-    def __post_init__(self) -> None:
-        for name in ("lr", "weight_decay", "lr_decay", "grad_clip", "ema", "eps"):
-            value = getattr(self, name)
-            if value is not None and not math.isfinite(float(value)):
-                raise ValueError(f"train.{name} must be a finite number, got {value}")
-        if self.lr <= 0 or self.eps <= 0 or self.weight_decay < 0:
-            raise ValueError(f"train.lr and train.eps must be > 0 and weight_decay >= 0, got lr={self.lr}, "
-                             f"eps={self.eps}, weight_decay={self.weight_decay}")
-        if self.num_epochs < 1 or (self.max_steps is not None and self.max_steps < 1):
-            raise ValueError(f"train.num_epochs and train.max_steps must be >= 1, got {self.num_epochs}, "
-                             f"{self.max_steps}")
-
-
-@dataclass
-class SamplerConfig:
-    predictor: Literal["reverse_diffusion", "euler_maruyama", "s4"] = "reverse_diffusion"
-    corrector: Literal["langevin", "none"] = "langevin"
-    snr: float = 0.2
-    # the node-feature corrector's own snr (None: ``snr``); an under-trained node-feature score collapses onto the
-    # majority atom type under GDSS's 0.2 (benchmarks/GRAPHGEN.md), while the adjacency keeps needing it
-    snr_x: float | None = None
-    scale_eps: float = 0.7
-    n_correct: int = 1
-    steps: int = 1000
-    eps: float = 1e-4
-    use_ema: bool = True
-
-
-@dataclass
-class GraphGenConfig:
-    data: DataConfig = field(default_factory=DataConfig)
-    sde: SDEPairConfig = field(default_factory=SDEPairConfig)
-    model: NetworkConfig = field(default_factory=NetworkConfig)
-    train: TrainConfig = field(default_factory=TrainConfig)
-    sampler: SamplerConfig = field(default_factory=SamplerConfig)
-
-    @property
-    def atom_types(self) -> tuple[str, ...] | None:
-        """Atom types of a molecule dataset, None for generic graphs."""
-        from graphgen.dataset_registry import DATASETS
-
-        spec = DATASETS.get(self.data.name)
-        return None if spec is None else spec.atoms
 
 
 def build_sde(cfg: SDEConfig) -> SDE:
