@@ -14,15 +14,12 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from graphgen.dataset_registry import DATASETS, DatasetSpec, dataset_spec, register_dataset
+from graphgen.dataset_registry import DATASETS, DataDir, DatasetSpec, dataset_spec, register_dataset
 from graphgen.config import DataConfig
 from shared.config import config_to_dict
 
 __all__ = ["DatasetSpec", "DATASETS", "register_dataset", "dataset_spec", "SYNTHETIC", "load_training_data",
            "load_test_data", "node_count_histogram", "sampling_node_counts"]
-
-DataDir = str | os.PathLike | None
-
 
 def _check_features(cfg: DataConfig, spec: DatasetSpec) -> None:
     if spec.atoms is not None and cfg.max_feat_num != len(spec.atoms):
