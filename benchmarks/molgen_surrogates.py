@@ -42,7 +42,8 @@ def main(argv=None) -> int:
                          f"{args.max_leaf_nodes} leaves, learning rate 0.1, no early stopping, seed 0; exported to "
                          "arrays and evaluated in numpy",
                 "features": "element and hydrogen counts, bond orders, rings, Morgan count fingerprint r=2, 1,024 "
-                            "bits (molgen.surrogates.molecule_features)"}
+                            "bits, and the Gasteiger-charge dipole (D) and total |charge| at each molecule's own "
+                            "coordinates (feature version 2; molgen.surrogates.molecule_features)"}
     save_surrogates(args.out, models, how_trained=protocol, scores=scores, seconds=round(seconds, 1))
     command = "python -m benchmarks.molgen_surrogates " + " ".join(argv if argv is not None else sys.argv[1:])
     write_results(args.name, {"seconds": round(seconds, 1), "out": args.out}, protocol, command, rows,

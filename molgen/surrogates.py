@@ -1,8 +1,11 @@
-"""2D property surrogates for screening conditional samples: gradient-boosted trees on graph features.
+"""Property surrogates for screening conditional samples: gradient-boosted trees on graph features.
 
-A surrogate predicts a QM9 property from the molecular graph alone (element and hydrogen counts, bond orders,
-rings, Morgan count fingerprint radius 2 folded to 1,024 bits), so it is independent of the shipped 3D
-regressors in model family, input and training data: it is fitted on QM9's ``train_generator`` half (the
+A surrogate predicts a QM9 property from the molecular graph (element and hydrogen counts, bond orders, rings,
+Morgan count fingerprint radius 2 folded to 1,024 bits) plus one physics estimate that needs the geometry: the
+dipole of Gasteiger partial charges (computed from the graph) at the molecule's own coordinates, and the charges'
+total magnitude. Without that estimate no graph feature knows a conformer's dipole (the mu surrogate's MAE falls
+from 0.66 to 0.45 D with it on 15,000 molecules). It is independent of the shipped 3D regressors in model family,
+input and training data: it is fitted on QM9's ``train_generator`` half (the
 generator's data), the regressors that judge conditional generation on ``train_regressor``. Fitting uses
 scikit-learn's HistGradientBoostingRegressor; the trees are then exported to plain arrays (``.npz``, no pickle)
 and evaluated in numpy, so loading a shipped surrogate runs no code and needs no scikit-learn.
@@ -20,19 +23,20 @@ import numpy as np
 __all__ = ["FEATURE_VERSION", "TreeEnsemble", "dataset_features", "fit_surrogate", "load_surrogates",
            "molecule_features", "save_surrogates", "train_surrogates"]
 
-FEATURE_VERSION = 1
+FEATURE_VERSION = 2  # 2: + Gasteiger-charge dipole (D) and total |charge| at the molecule's coordinates
 FINGERPRINT_BITS = 1024
 _ELEMENT_SLOTS = {1: 0, 6: 1, 7: 2, 8: 3, 9: 4}  # H C N O F, then "other" (5) and attached hydrogens (6)
 _BOND_SLOTS = {1.0: 0, 2.0: 1, 3.0: 2, 1.5: 3}
 
 
 def molecule_features(mols: Sequence) -> np.ndarray:
-    """(n, 1036) float32 features of RDKit molecules (sanitised or not; ``None`` gives a row of zeros)."""
+    """(n, 1038) float32 features of RDKit molecules (sanitised or not; ``None`` gives a row of zeros); the last two
+    (charge dipole, total |charge|) are 0 for a molecule without a conformer."""
     from rdkit import Chem
     from rdkit.Chem import rdFingerprintGenerator
 
     generator = rdFingerprintGenerator.GetMorganGenerator(radius=2, fpSize=FINGERPRINT_BITS)
-    out = np.zeros((len(mols), 7 + 4 + 1 + FINGERPRINT_BITS), dtype=np.float32)
+    out = np.zeros((len(mols), 7 + 4 + 1 + FINGERPRINT_BITS + 2), dtype=np.float32)
     for i, mol in enumerate(mols):
         if mol is None:
             continue
@@ -50,8 +54,38 @@ def molecule_features(mols: Sequence) -> np.ndarray:
         for bond in mol.GetBonds():
             row[7 + _BOND_SLOTS.get(bond.GetBondTypeAsDouble(), 0)] += 1
         row[11] = mol.GetRingInfo().NumRings()
-        row[12:] = fingerprint
+        row[12:12 + FINGERPRINT_BITS] = fingerprint
+        row[-2:] = _charge_dipole(mol)
     return out
+
+
+_DEBYE_PER_E_ANGSTROM = 4.80320
+
+
+def _charge_dipole(mol) -> tuple[float, float]:
+    """|sum_i q_i r_i| in debye (about the centroid: the molecules are neutral, or nearly) and sum_i |q_i| of the
+    Gasteiger charges at ``mol``'s coordinates; zeros where there is no conformer or the charges fail."""
+    from rdkit import Chem
+    from rdkit.Chem import rdPartialCharges
+
+    if mol.GetNumConformers() == 0 or mol.GetNumAtoms() == 0:
+        return 0.0, 0.0
+    # Gasteiger typing needs hybridisation: on an unsanitised graph (raw generated output) every charge is NaN.
+    # Sanitise a copy; where full sanitisation fails, keep the steps that succeed (catchErrors)
+    typed = Chem.Mol(mol)
+    try:
+        Chem.SanitizeMol(typed, catchErrors=True)
+        rdPartialCharges.ComputeGasteigerCharges(typed)
+        charges = np.array([a.GetDoubleProp("_GasteigerCharge") for a in typed.GetAtoms()])
+    except Exception:  # an untypeable generated graph
+        return 0.0, 0.0
+    if not np.isfinite(charges).all():
+        return 0.0, 0.0
+    positions = mol.GetConformer().GetPositions()
+    if not np.isfinite(positions).all():
+        return 0.0, 0.0
+    moment = (charges[:, None] * (positions - positions.mean(0))).sum(0)
+    return float(np.linalg.norm(moment) * _DEBYE_PER_E_ANGSTROM), float(np.abs(charges).sum())
 
 
 @dataclass
