@@ -198,8 +198,9 @@ def main(argv=None) -> int:
     parser.add_argument("--cond-steps", type=int, default=100)
     parser.add_argument("--ood-n", type=int, default=100, help="molecules for each OOD target (0: skip)")
     parser.add_argument("--guidance-scale", type=float, default=1.0, help="classifier-free guidance scale")
-    parser.add_argument("--screen", type=int, default=1,
-                        help="conditional: K candidates per target screened by the 2D surrogates (molgen.screening)")
+    parser.add_argument("--screen", type=int, default=None,
+                        help="conditional: K candidates per target screened by the 2D surrogates (molgen.screening; "
+                             "default: the model file's conditional_screen; 1: the network alone)")
     parser.add_argument("--properties", nargs="+", default=["alpha", "gap", "homo", "lumo", "mu", "Cv"])
     parser.add_argument("--no-xtb", action="store_true")
     parser.add_argument("--b3lyp", type=int, default=4, help="B3LYP single points on this many gap samples")
@@ -214,11 +215,12 @@ def main(argv=None) -> int:
         torch.set_num_threads(args.threads)
     from molgen.checkpoint import load_generator
     from molgen.data import QM9Dataset
-    from molgen.sampling import load_default_generator
+    from molgen.sampling import load_default_generator, resolve_screen
     from molgen.train import default_qm9_path
 
     data = args.qm9 or str(default_qm9_path())
     generator = load_generator(args.checkpoint) if args.checkpoint else load_default_generator()
+    args.screen = resolve_screen(generator, {"conditional": True}, args.screen)  # the model's default if not given
     work = Path(args.work)
     work.mkdir(parents=True, exist_ok=True)
     start = time.perf_counter()

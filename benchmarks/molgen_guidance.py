@@ -1,11 +1,11 @@
 """Do molgen's conditions reach their targets? ``gap=LOW`` against ``gap=HIGH`` at several guidance scales.
 
-Per guidance scale ``w``: ``-n`` molecules at each target (seed 11, the model's default sampler), judged raw
-(strict closed-shell stability, RDKit validity, connectivity, QM9 bond windows, ``sound``) and by GFN2-xTB at the
-generated geometry after an MMFF relaxation (verifying strained raw geometries verifies nothing): the median xTB
-gap of each target and their difference. QM9's own relation, xTB gap ~ 1.35 x B3LYP - 4.15 eV (r 0.90, measured
-on QM9 in benchmarks/results/molgen_generate_conditional.md), turns the targets' B3LYP difference into the xTB
-difference they ask for; ``reached`` is the measured difference over that.
+Per guidance scale ``w`` and screening width ``k`` (molgen.screening): ``-n`` molecules at each target (seed 11,
+the model's default sampler), judged raw (strict closed-shell stability, RDKit validity, connectivity, QM9 bond
+windows, ``sound``) and by GFN2-xTB at the generated geometry after an MMFF relaxation (verifying strained raw
+geometries verifies nothing): the median xTB gap of each target and their difference. QM9's own relation, xTB gap
+~ 1.35 x B3LYP - 4.15 eV (r 0.90, measured on QM9 in benchmarks/results/molgen_generate_conditional.md), turns the
+targets' B3LYP difference into the xTB difference they ask for; ``reached`` is the measured difference over that.
 
     python -m benchmarks.molgen_guidance -n 60 --scales 1 1.5 2 --low 4.5 --high 8.5
 """
@@ -46,22 +46,27 @@ def main(argv=None) -> int:
     parser.add_argument("--scales", type=float, nargs="+", default=[1.0, 1.5, 2.0])
     parser.add_argument("--low", type=float, default=4.5)
     parser.add_argument("--high", type=float, default=8.5)
+    parser.add_argument("--screen", type=int, nargs="+", default=[None],
+                        help="screening widths to try (default: the model file's conditional_screen; 1: the network "
+                             "alone)")
     parser.add_argument("--workers", type=int, default=1)
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--name", default="molgen_guidance")
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
     from molgen.checkpoint import load_generator
-    from molgen.sampling import generate, load_default_generator
+    from molgen.sampling import generate, load_default_generator, resolve_screen
 
     gen = load_default_generator() if args.checkpoint is None else load_generator(args.checkpoint)
     asked = XTB_PER_B3LYP * (args.high - args.low)
     rows = []
-    for w in args.scales:
-        row = {"guidance_scale": w}
+    settings = [(w, resolve_screen(gen, {"gap": args.low}, k)) for k in args.screen for w in args.scales]
+    for w, k in settings:
+        row = {"guidance_scale": w, "screen": k}
         start = time.perf_counter()
         for label, target in (("low", args.low), ("high", args.high)):
-            out = generate(gen, args.n, condition={"gap": target}, guidance_scale=w, seed=11, batch_size=64)
+            out = generate(gen, args.n, condition={"gap": target}, guidance_scale=w, seed=11, batch_size=64,
+                           screen=k)
             for k, v in judge(out, args.workers).items():
                 row[f"{label}_{k}"] = v
         lo, hi = row["low_xtb_gap_median"], row["high_xtb_gap_median"]

@@ -176,8 +176,10 @@ class MolgenCampaign:
 
         target = {canonical_property(k): v for k, v in spec.target.items()}
         method = _relax_method(spec)
+        # screen=1: the campaign's own filters, verification and ranking are its screen (a generate-and-screen
+        # default would multiply the sampling of every shard)
         result = generate(_generator(spec.model), n, condition=target, guidance_scale=spec.guidance_scale,
-                          steps=spec.steps, seed=seed, batch_size=n, relax=method)
+                          steps=spec.steps, seed=seed, batch_size=n, relax=method, screen=1)
         mols = result.mols()
         from rdkit import RDLogger
 

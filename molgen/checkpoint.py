@@ -41,6 +41,17 @@ class Generator:
         return list(self.model.config.conditioning.properties)
 
     @property
+    def conditional_screen(self) -> int:
+        """Candidates per molecule that conditional sampling screens by default (``molgen.screening``; 1 = none).
+
+        A measured choice stored in the model file's metadata (the embedded generator's manifest says how it was
+        chosen); files without it screen nothing."""
+        value = self.metadata.get("conditional_screen", 1)
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise ValueError(f"model file metadata conditional_screen must be an integer >= 1, got {value!r}")
+        return value
+
+    @property
     def property_range(self) -> dict[str, tuple[float, float]]:
         return {k: tuple(v) for k, v in self.metadata.get("property_range", {}).items()}
 

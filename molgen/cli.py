@@ -355,10 +355,11 @@ def add_sample_parser(subparsers: argparse._SubParsersAction) -> argparse.Argume
                         help="classifier-free guidance scale w (1 = plain conditional model; 2 NFE per step if != 1)")
     parser.add_argument("--regressor-guidance", type=nonnegative_float, default=0.0,
                         help="scale of gradient guidance through the shipped property regressors (0 = off)")
-    parser.add_argument("--screen", type=positive_int, default=1, metavar="K",
+    parser.add_argument("--screen", type=positive_int, default=None, metavar="K",
                         help="with --condition: draw K candidates per molecule and keep the sound one whose property, "
                              "predicted by a 2D surrogate fitted on the generator's half of QM9, is closest to the "
-                             "target (K times the sampling; default 1: the network alone)")
+                             "target (K times the sampling; default: the model file's choice, 4 for the embedded "
+                             "model; 1: the network alone)")
     parser.add_argument("--steps", type=positive_int, default=None,
                         help="integration steps (default: the model's, 100)")
     parser.add_argument("--batch-size", type=positive_int, default=256, help="molecules per batch (default 256)")

@@ -41,7 +41,7 @@ from shared.guidance import ClassifierFreeGuidance, GradientGuidance
 from shared.seeding import make_generator
 
 __all__ = ["Generated", "check_condition", "generate", "load_default_generator", "write_sdf",
-           "regressor_position_guidance", "relax_generated", "select_molecules"]
+           "regressor_position_guidance", "relax_generated", "resolve_screen", "select_molecules"]
 
 # case-insensitive spellings users type -> molgen's property names
 _ALIASES = {"alpha": "alpha", "gap": "gap", "homo": "homo", "lumo": "lumo", "mu": "mu", "cv": "Cv"}
@@ -151,14 +151,16 @@ def generate(generator: Generator, n: int, *, condition: dict[str, float] | None
              num_atoms: Tensor | None = None, sampler: SamplerConfig | None = None, device: str | torch.device = "cpu",
              regressors: dict[str, Any] | None = None, regressor_scale: float = 0.0, progress: bool = False,
              drop_nonfinite: bool = True, relax: str | None = None, drop_unsound: bool = False,
-             relax_workers: int = 1, amp: bool = False, screen: int = 1,
+             relax_workers: int = 1, amp: bool = False, screen: int | None = None,
              surrogates: dict[str, Any] | None = None) -> Generated:
     """Sample ``n`` molecules; deterministic for a seed on CPU. ``num_atoms`` overrides p(n) / p(n | condition).
 
     ``relax``/``drop_unsound``/``relax_workers``: see the module docstring. ``amp``: the network in bf16 autocast
     (CPUs with avx512_bf16/AMX, CUDA); the integrator and the state stay in fp32. ``screen`` = k > 1 (with a
     condition): k candidates per molecule, the sound one whose 2D-surrogate property is closest to the target
-    kept (``molgen.screening``; ``surrogates`` replaces the shipped ones)."""
+    kept (``molgen.screening``; ``surrogates`` replaces the shipped ones); ``None``: the model file's
+    ``conditional_screen`` with a condition, 1 without; 1: the network alone."""
+    screen = resolve_screen(generator, condition, screen)
     if screen != 1:
         return _screened_generate(
             generator, n, screen, check_condition(generator, condition or {}), num_atoms=num_atoms,
@@ -275,6 +277,15 @@ def relax_generated(generated: Generated, method: str, drop_unsound: bool = Fals
                      [results[k] for k in keep], time.perf_counter() - start, len(results) - len(keep))
 
 
+def resolve_screen(generator: Generator, condition: dict | None, screen: int | None) -> int:
+    """The screening width ``generate`` uses: ``screen`` if given, else the model's default for conditions."""
+    if screen is None:
+        return generator.conditional_screen if condition else 1
+    if isinstance(screen, bool) or int(screen) != screen or screen < 1:
+        raise ValueError(f"screen must be an integer >= 1 candidates per molecule, got {screen!r}")
+    return int(screen)
+
+
 def _screened_generate(generator, n: int, k: int, condition: dict[str, Any], *, num_atoms=None,
                       surrogates: dict | None = None, drop_nonfinite: bool = True, relax: str | None = None,
                       drop_unsound: bool = False, relax_workers: int = 1, progress: bool = False, **options):
@@ -290,7 +301,7 @@ def _screened_generate(generator, n: int, k: int, condition: dict[str, Any], *, 
     expanded = {p: (v.repeat_interleave(k) if torch.is_tensor(v) and v.ndim else v) for p, v in condition.items()}
     counts = torch.as_tensor(num_atoms).reshape(-1).repeat_interleave(k) if num_atoms is not None else None
     candidates = generate(generator, n * k, condition=expanded, num_atoms=counts, drop_nonfinite=False,
-                          progress=progress, **options)
+                          progress=progress, screen=1, **options)
     stds = generator.metadata.get("property_std", {})
     picks, stats = screen_candidates(candidates, n, k, surrogates, stds)
     kept = select_molecules(candidates, picks)
