@@ -199,7 +199,7 @@ def main(argv=None) -> int:
     parser.add_argument("--ood-n", type=int, default=100, help="molecules for each OOD target (0: skip)")
     parser.add_argument("--guidance-scale", type=float, default=1.0, help="classifier-free guidance scale")
     parser.add_argument("--screen", type=int, default=None,
-                        help="conditional: K candidates per target screened by the 2D surrogates (molgen.screening; "
+                        help="conditional: K candidates per target screened by the graph surrogates (molgen.screening; "
                              "default: the model file's conditional_screen; 1: the network alone)")
     parser.add_argument("--properties", nargs="+", default=["alpha", "gap", "homo", "lumo", "mu", "Cv"])
     parser.add_argument("--no-xtb", action="store_true")
@@ -249,7 +249,7 @@ def main(argv=None) -> int:
         "conditional": f"{args.cond_n} targets per property drawn from the generator half's labels, atom counts "
                        f"from p(n | c) (joint histogram, 20 quantile bins), {args.cond_steps} steps, classifier-free "
                        f"guidance scale {args.guidance_scale} (1: the conditional model alone); "
-                       + (f"screened: {args.screen} candidates per target, the sound one closest by the 2D "
+                       + (f"screened: {args.screen} candidates per target, the sound one closest by the graph "
                           "surrogates fitted on the generator half kept (molgen.screening; the judges take no part); "
                           if args.screen > 1 else "one molecule per target (no screening); ")
                        + "MAE on all raw "

@@ -56,7 +56,7 @@ BENCHMARKS = (
               "~80 min (6 properties x 50 targets x 8 screened candidates; xTB on gap/HOMO/LUMO)", long=True,
               needs_data=False, module="molgen_generate"),
     Benchmark("molgen_surrogates", ("--out", "runs/bench/surrogates.npz"),
-              "~15 min (six 2D surrogates fitted on QM9's generator half; the shipped file is --out "
+              "~15 min (six graph surrogates fitted on QM9's generator half; the shipped file is --out "
               "molgen/pretrained/surrogates.npz)", needs_data=False),
     Benchmark("graphgen_dft", ("--data-dir", "{data}", "-n", "500", "--work", "runs/bench/graphgen-dft",
                                "--threads", "1"), "~25 min (500 sampled + 500 QM9 test molecules through xTB)"),

@@ -157,7 +157,7 @@ def generate(generator: Generator, n: int, *, condition: dict[str, float] | None
 
     ``relax``/``drop_unsound``/``relax_workers``: see the module docstring. ``amp``: the network in bf16 autocast
     (CPUs with avx512_bf16/AMX, CUDA); the integrator and the state stay in fp32. ``screen`` = k > 1 (with a
-    condition): k candidates per molecule, the sound one whose 2D-surrogate property is closest to the target
+    condition): k candidates per molecule, the sound one whose surrogate-predicted property is closest to the target
     kept (``molgen.screening``; ``surrogates`` replaces the shipped ones); ``None``: the model file's
     ``conditional_screen`` with a condition, 1 without; 1: the network alone."""
     screen = resolve_screen(generator, condition, screen)
@@ -313,7 +313,8 @@ def _screened_generate(generator, n: int, k: int, condition: dict[str, Any], *, 
         kept = select_molecules(kept, np.flatnonzero(finite.numpy()))
     result = Generated(kept.batch, kept.targets, candidates.nfe, candidates.seconds, nonfinite,
                        {**candidates.settings, "screen": k, "screen_statistics": stats,
-                        "screened_by": "molgen.surrogates (2D gradient-boosted trees, QM9 train_generator half)"})
+                        "screened_by": "molgen.surrogates (gradient-boosted trees on graph features and a charge "
+                                       "dipole, QM9 train_generator half)"})
     if relax is not None:
         result = relax_generated(result, relax, drop_unsound=drop_unsound, workers=relax_workers, progress=progress)
     return result

@@ -3,10 +3,10 @@
 The conditional network alone reaches a target only roughly (benchmarks/results/molgen_generate_conditional*.md).
 ``molgen.sampling.generate(..., screen=k)`` draws ``k`` candidates per requested molecule (each with its own atom
 count from p(n | c)) and keeps, per target, the candidate that is sound (strict closed-shell stable, RDKit-valid,
-connected, every bond inside its QM9 window) and whose property, predicted by a 2D surrogate
-(``molgen.surrogates``: trees on graph features, fitted on the generator's half of QM9), is closest to the target
-in units of the property's spread; a target whose candidates are all unsound gets its closest one. The judges of
-the benchmarks (3D regressors fitted on the other half) never take part. It costs ``k`` times the sampling.
+connected, every bond inside its QM9 window) and whose property, predicted by a surrogate (``molgen.surrogates``:
+trees on graph features and a charge dipole, fitted on the generator's half of QM9), is closest to the target in
+units of the property's spread; a target whose candidates are all unsound gets its closest one. The judges of the
+benchmarks (3D regressors fitted on the other half) never take part. It costs ``k`` times the sampling.
 """
 
 from __future__ import annotations
