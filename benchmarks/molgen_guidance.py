@@ -61,12 +61,12 @@ def main(argv=None) -> int:
     asked = XTB_PER_B3LYP * (args.high - args.low)
     rows = []
     settings = [(w, resolve_screen(gen, {"gap": args.low}, k)) for k in args.screen for w in args.scales]
-    for w, k in settings:
-        row = {"guidance_scale": w, "screen": k}
+    for w, width in settings:
+        row = {"guidance_scale": w, "screen": width}
         start = time.perf_counter()
         for label, target in (("low", args.low), ("high", args.high)):
             out = generate(gen, args.n, condition={"gap": target}, guidance_scale=w, seed=11, batch_size=64,
-                           screen=k)
+                           screen=width)
             for k, v in judge(out, args.workers).items():
                 row[f"{label}_{k}"] = v
         lo, hi = row["low_xtb_gap_median"], row["high_xtb_gap_median"]

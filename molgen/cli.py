@@ -422,6 +422,11 @@ def _sample(args: argparse.Namespace) -> int:
     dropped = f", {result.nonfinite} dropped (NaN)" if result.nonfinite else ""
     print(f"{len(result)} molecules ({target}; {source}) -> {out}; NFE {result.nfe}, {result.seconds:.1f} s "
           f"({(len(result) + result.dropped_unsound) / max(result.seconds, 1e-9):.2f} mol/s){dropped}")
+    if result.settings.get("screen", 1) > 1:
+        stats = result.settings["screen_statistics"]
+        print(f"screened: {result.settings['screen']} candidates per molecule ({stats['candidates']} in all, "
+              f"{stats['sound_candidates']:.0%} sound), the sound one a surrogate puts closest to the target kept "
+              "(--screen 1: the network alone)")
     if args.relax:
         print(_relax_summary(result))
     return 0

@@ -281,7 +281,7 @@ def resolve_screen(generator: Generator, condition: dict | None, screen: int | N
     """The screening width ``generate`` uses: ``screen`` if given, else the model's default for conditions."""
     if screen is None:
         return generator.conditional_screen if condition else 1
-    if isinstance(screen, bool) or int(screen) != screen or screen < 1:
+    if isinstance(screen, bool) or not isinstance(screen, (int, float)) or int(screen) != screen or screen < 1:
         raise ValueError(f"screen must be an integer >= 1 candidates per molecule, got {screen!r}")
     return int(screen)
 

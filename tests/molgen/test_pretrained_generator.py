@@ -23,6 +23,9 @@ def test_manifest_describes_the_model(generator):
     for key in ("how_trained", "budget", "scores", "steps", "size_bytes", "sampler"):
         assert key in manifest, key
     assert manifest["steps"] == generator.metadata["steps"]
+    # conditional sampling's default screening width: in the model file, and the manifest says what it was measured at
+    assert generator.conditional_screen == manifest["conditional_screen"]["k"] > 1
+    assert manifest["conditional_screen"]["chosen_on"] and manifest["conditional_screen"]["report"]
     assert generator.properties == ["alpha", "gap", "homo", "lumo", "mu", "Cv"]
 
 
@@ -44,7 +47,8 @@ def test_conditions_move_the_property_the_right_way(generator, prop, low, high):
     regressor = load_pretrained(prop)
     counts = torch.full((24,), 18)
     means = [float(regressor.predict_batch(generate(generator, 24, condition={prop: target}, num_atoms=counts,
-                                                    steps=50, seed=0).batch).mean()) for target in (low, high)]
+                                                    steps=50, seed=0, screen=1).batch).mean())
+             for target in (low, high)]  # screen=1: the network alone, not the default generate-and-screen
     assert means[1] > means[0], means
 
 
@@ -71,3 +75,16 @@ def test_sample_relax_flags_every_record_and_drop_unsound_keeps_sound_ones(tmp_p
     assert all(m.GetProp("relax_status") == "ok" and m.GetProp("relax_bonding_changed") == "0" for m in records)
     assert main(["sample", "-n", "2", "--out", str(tmp_path / "x.sdf"), "--drop-unsound"]) == 2
     assert "--drop-unsound needs --relax" in capsys.readouterr().err
+
+
+def test_sample_with_a_condition_screens_by_default_and_says_so(tmp_path, capsys):
+    from molgen.cli import main
+
+    out = tmp_path / "gap.sdf"
+    assert main(["sample", "-n", "2", "--steps", "3", "--seed", "1", "--condition", "gap=6.5", "--out", str(out),
+                 "--no-progress"]) == 0
+    printed = capsys.readouterr().out
+    assert "screened: 8 candidates per molecule (16 in all" in printed and "--screen 1" in printed
+    assert main(["sample", "-n", "2", "--steps", "3", "--seed", "1", "--condition", "gap=6.5", "--out", str(out),
+                 "--screen", "1", "--no-progress"]) == 0
+    assert "screened" not in capsys.readouterr().out

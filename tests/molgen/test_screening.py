@@ -146,7 +146,7 @@ def test_conditional_sampling_screens_by_the_model_files_default(tiny_model):  #
     alone = generate(generator, 2, condition={"gap": 8.0}, steps=3, seed=4, screen=1)
     assert "screen" not in alone.settings
     assert "screen" not in generate(generator, 2, steps=3, seed=4).settings
-    for bad in (0, 2.5, True):
+    for bad in (0, 2.5, True, "4"):
         with pytest.raises(ValueError, match="screen"):
             resolve_screen(generator, {"gap": 8.0}, bad)
     broken = dataclasses.replace(plain, metadata={**plain.metadata, "conditional_screen": 0})
