@@ -215,12 +215,13 @@ def main(argv=None) -> int:
         torch.set_num_threads(args.threads)
     from molgen.checkpoint import load_generator
     from molgen.data import QM9Dataset
-    from molgen.sampling import load_default_generator, resolve_screen
+    from molgen.sampling import load_default_generator
     from molgen.train import default_qm9_path
 
     data = args.qm9 or str(default_qm9_path())
     generator = load_generator(args.checkpoint) if args.checkpoint else load_default_generator()
-    args.screen = resolve_screen(generator, {"conditional": True}, args.screen)  # the model's default if not given
+    if args.screen is None:  # the width generate() would use for a condition: the model file's
+        args.screen = generator.conditional_screen
     work = Path(args.work)
     work.mkdir(parents=True, exist_ok=True)
     start = time.perf_counter()

@@ -358,7 +358,7 @@ def add_sample_parser(subparsers: argparse._SubParsersAction) -> argparse.Argume
     parser.add_argument("--screen", type=positive_int, default=None, metavar="K",
                         help="with --condition: draw K candidates per molecule and keep the sound one whose property, "
                              "predicted by a graph surrogate fitted on the generator's half of QM9, is closest to the "
-                             "target (K times the sampling; default: the model file's choice, 4 for the embedded "
+                             "target (K times the sampling; default: the model file's choice, 8 for the embedded "
                              "model; 1: the network alone)")
     parser.add_argument("--steps", type=positive_int, default=None,
                         help="integration steps (default: the model's, 100)")

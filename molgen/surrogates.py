@@ -3,9 +3,9 @@
 A surrogate predicts a QM9 property from the molecular graph (element and hydrogen counts, bond orders, rings,
 Morgan count fingerprint radius 2 folded to 1,024 bits) plus one physics estimate that needs the geometry: the
 dipole of Gasteiger partial charges (computed from the graph) at the molecule's own coordinates, and the charges'
-total magnitude. Without that estimate no graph feature knows a conformer's dipole (the mu surrogate's MAE falls
-from 0.66 to 0.45 D with it on 15,000 molecules). It is independent of the shipped 3D regressors in model family,
-input and training data: it is fitted on QM9's ``train_generator`` half (the
+total magnitude. Without that estimate no graph feature knows a conformer's dipole (the mu surrogate's test MAE
+falls from 0.62 to 0.40 D with it: benchmarks/results/molgen_surrogates.md). It is independent of the shipped 3D
+regressors in model family, input and training data: it is fitted on QM9's ``train_generator`` half (the
 generator's data), the regressors that judge conditional generation on ``train_regressor``. Fitting uses
 scikit-learn's HistGradientBoostingRegressor; the trees are then exported to plain arrays (``.npz``, no pickle)
 and evaluated in numpy, so loading a shipped surrogate runs no code and needs no scikit-learn.
